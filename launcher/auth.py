@@ -1,0 +1,80 @@
+"""API key sources (env, file, command) and redaction.
+
+A key's value is never printed, logged, put in argv or written to a file. Every value resolved here
+is registered with the redaction filter, which masks it in anything launcher prints.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import threading
+from pathlib import Path
+
+from launcher.errors import SecretError
+
+MASK = "[set]"
+_known: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    if value and len(value) >= 4:
+        with _lock:
+            _known.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask every secret launcher has seen in text."""
+    if not _known or not text:
+        return text
+    with _lock:
+        secrets = sorted(_known, key=len, reverse=True)
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, MASK)
+    return text
+
+
+def resolve(source, *, where: str | None = None, env: dict[str, str] | None = None) -> str:
+    """Read the secret a KeySource names. Raises SecretError naming the source and the fix."""
+    environ = os.environ if env is None else env
+    if source.env:
+        value = environ.get(source.env, "")
+        if not value:
+            raise SecretError(f"the API key variable {source.env} is not set (or empty)", where=where,
+                              fix=f"export {source.env}=… in this shell (or point api_key at a file: / command:)")
+    elif source.file:
+        path = Path(os.path.expanduser(source.file))
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SecretError(f"cannot read the API key file {path}: {exc.strerror}", where=where,
+                              fix=f"create {path} holding only the key (chmod 600), or fix api_key.file") from None
+        if not value:
+            raise SecretError(f"the API key file {path} is empty", where=where, fix=f"write the key into {path}")
+    else:
+        try:
+            proc = subprocess.run(shlex.split(source.command), capture_output=True, text=True,
+                                  timeout=source.timeout, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise SecretError(f"the API key command's program was not found: {shlex.split(source.command)[0]}",
+                              where=where, fix="install it or fix api_key.command") from None
+        except subprocess.TimeoutExpired:
+            raise SecretError(f"the API key command did not finish within {source.timeout:g} s", where=where,
+                              fix="check the command by hand (does it wait for input?), or raise api_key.timeout") from None
+        if proc.returncode != 0:
+            err = redact(proc.stderr.strip().splitlines()[-1]) if proc.stderr.strip() else "no message"
+            raise SecretError(f"the API key command failed (exit {proc.returncode}): {err}", where=where,
+                              fix="run the command by hand to see why, or fix api_key.command")
+        value = proc.stdout.strip()
+        if not value:
+            raise SecretError("the API key command printed nothing", where=where,
+                              fix="the command must print the key on stdout")
+    register_secret(value)
+    return value
+
+
+def secret_env(mapping: dict[str, object], *, where: str | None = None) -> dict[str, str]:
+    """Resolve {VAR: KeySource} to {VAR: value} for a child process's environment."""
+    return {name: resolve(src, where=where) for name, src in mapping.items()}

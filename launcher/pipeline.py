@@ -1,0 +1,11 @@
+"""The whole flow behind `launch RECIPE`: up -> capacity -> validate -> agent.
+
+Data flows one way; each stage takes the previous stage's output.
+"""
+from __future__ import annotations
+
+
+def run_pipeline(recipe_l, plan, *, agent, agent_args, validate, replace, write, watch, timeout):
+    from launcher.errors import RuntimeFailure
+
+    raise RuntimeFailure("`launch RECIPE` is not wired yet", fix="use `launch plan RECIPE`")

@@ -1,0 +1,96 @@
+"""The host inventory: which machines, how to reach them, how to power-cycle them."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from launcher.spec.keysource import KeySource
+
+POWER_DRIVERS = ("shelly", "tasmota", "homeassistant", "ipmi", "redfish", "command")
+LOCAL_ADDRESSES = {"localhost", "127.0.0.1", "::1", "local"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SshSpec(Strict):
+    user: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    identity_file: str | None = None
+    options: list[str] = Field(default_factory=list, description="extra `-o Key=Value` options")
+
+
+class GpuSpec(Strict):
+    count: int = Field(default=1, ge=0)
+    model: str | None = None
+    memory_gib: float | None = Field(default=None, gt=0, description="per GPU; for unified memory the whole pool")
+    unified_memory: bool = False
+
+
+class PowerSpec(Strict):
+    driver: Literal["shelly", "tasmota", "homeassistant", "ipmi", "redfish", "command"]
+    address: str | None = None
+    credentials: KeySource | None = None
+    username: str | None = None
+    generation: Literal[1, 2] = 2  # shelly
+    channel: int = 0  # shelly relay/switch id
+    entity_id: str | None = None  # home-assistant
+    system: str | None = None  # redfish system path, discovered when absent
+    toggle_after: float | None = None  # plug switches itself back on after N s
+    commands: dict[str, str] | None = None  # command driver: state/on/off[/cycle]
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.driver != "command" and not self.address:
+            raise ValueError(f"power driver {self.driver} needs `address`")
+        if self.driver == "command" and not (self.commands and {"state", "on", "off"} <= set(self.commands)):
+            raise ValueError("power driver command needs `commands:` with state, on and off")
+        if self.driver == "homeassistant" and not self.entity_id:
+            raise ValueError("power driver homeassistant needs `entity_id` (e.g. switch.spark_1)")
+        return self
+
+
+class WatchSpec(Strict):
+    url: str | list[str]
+    reference: str | None = None  # something the watchdog must reach before acting
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url] if isinstance(self.url, str) else list(self.url)
+
+
+class Host(Strict):
+    address: str
+    ssh: SshSpec = Field(default_factory=SshSpec)
+    docker: str | None = None  # "local", unix:///path, tcp://…, ssh://user@host
+    gpus: GpuSpec = Field(default_factory=GpuSpec)
+    interface: str | None = None  # NCCL/GLOO/UCX socket interface
+    power: PowerSpec | None = None
+    watch: WatchSpec | None = None
+    hf_cache: str = "~/.cache/huggingface"
+
+    @property
+    def is_local(self) -> bool:
+        return self.address in LOCAL_ADDRESSES
+
+    def docker_url(self, name: str) -> str:
+        if self.docker and self.docker != "local":
+            return self.docker
+        if self.docker == "local" or self.is_local:
+            return "unix:///var/run/docker.sock"
+        user = f"{self.ssh.user}@" if self.ssh.user else ""
+        port = f":{self.ssh.port}" if self.ssh.port != 22 else ""
+        return f"ssh://{user}{self.address}{port}"
+
+
+class Inventory(Strict):
+    name: str
+    description: str = ""
+    hosts: dict[str, Host] = Field(min_length=1)
+    reference: str | None = None  # the watchdog's reachability reference (gateway)
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(h.gpus.count for h in self.hosts.values())

@@ -1,0 +1,235 @@
+"""Find recipes and inventories by name or path, load and validate them.
+
+Search order for a name: ./recipes (./hosts) of the current directory, the user's config dir,
+then the ones shipped with the package. Every problem in a file is reported at once, each with
+file:line, the field and the fix.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from launcher.errors import InputError, LauncherError, SpecError
+from launcher.spec.yamlsrc import Source, load_yaml
+
+KINDS = {"recipe": "recipes", "inventory": "hosts"}
+
+
+def search_dirs(kind: str) -> list[Path]:
+    from launcher.paths import config_dir, shipped_dir
+
+    sub = KINDS[kind]
+    out: list[Path] = []
+    for d in (Path.cwd() / sub, config_dir() / sub, shipped_dir() / sub):
+        if d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def _is_path(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml")) or os.sep in ref or ref.startswith(".")
+
+
+def find(kind: str, ref: str, *, relative_to: Path | None = None) -> Path:
+    """Resolve a name or a path to a YAML file."""
+    if _is_path(ref):
+        p = Path(ref).expanduser()
+        if not p.is_absolute() and relative_to is not None and not p.exists():
+            p = relative_to / p
+        if p.is_file():
+            return p
+        raise InputError(f"{kind} file {ref} does not exist", where=str(p),
+                         fix=f"check the path, or give a {kind} name (see `launch recipes`)")
+    for d in search_dirs(kind):
+        for ext in (".yaml", ".yml"):
+            p = d / f"{ref}{ext}"
+            if p.is_file():
+                return p
+    names = sorted(available(kind))
+    close = difflib.get_close_matches(ref, names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise InputError(
+        f"no {kind} named '{ref}'",
+        where=", ".join(str(d) for d in search_dirs(kind)),
+        fix=f"{hint}known {KINDS[kind]}: {', '.join(names) or 'none'}; or give a path to a YAML file")
+
+
+def available(kind: str) -> dict[str, Path]:
+    """name -> path, earlier search dirs winning."""
+    found: dict[str, Path] = {}
+    for d in search_dirs(kind):
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.suffix in (".yaml", ".yml") and p.stem not in found:
+                found[p.stem] = p
+    return found
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _fields_at(model_cls, loc: tuple) -> list[str]:
+    """Field names of the model reached by following loc from model_cls."""
+    from pydantic import BaseModel
+
+    cls = model_cls
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return []
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        cls = _model_in(field.annotation)
+        if cls is None:
+            return []
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return []
+
+
+def _model_in(annotation):
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic adds type tags for unions/literals, e.g. ('max_model_len', 'int') — drop them
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in {"int", "str", "float", "bool"}
+                                                               or p.startswith(("literal[", "function-")))))
+
+
+def _problem(src: Source, model_cls, err: dict) -> LauncherError:
+    loc = _clean_loc(tuple(err["loc"]))
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    etype = err["type"]
+    msg = err["msg"].removeprefix("Value error, ")
+    fix = None
+    if etype == "extra_forbidden":
+        key = loc[-1]
+        valid = _fields_at(model_cls, loc[:-1])
+        close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+        what = f"{field}: unknown key '{key}'"
+        fix = (f"did you mean '{close[0]}'? " if close else "") + \
+              (f"valid keys here: {', '.join(valid)}" if valid else "remove it")
+        return InputError(what, where=src.where(loc), fix=fix)
+    if etype == "missing":
+        fix = f"add `{loc[-1]}:`; see the README's reference"
+    elif etype.startswith("literal_error"):
+        fix = msg.replace("Input should be", "use")
+        msg = f"'{err.get('input')}' is not allowed"
+    elif etype in {"int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type",
+                   "string_type", "dict_type", "list_type", "model_type"}:
+        fix = f"write a value of the right type ({msg.replace('Input should be ', '')})"
+        msg = f"wrong type: {err.get('input')!r}"
+    else:
+        fix = "correct the value"
+    return InputError(f"{field}: {msg}", where=src.where(loc), fix=fix)
+
+
+def validate(src: Source, model_cls):
+    from pydantic import ValidationError
+
+    try:
+        return model_cls.model_validate(src.data)
+    except ValidationError as exc:
+        problems = [_problem(src, model_cls, e) for e in exc.errors()]
+        raise SpecError(problems) from None
+
+
+@dataclass
+class Loaded:
+    """A validated spec with its source, so later checks can point at file:line."""
+
+    spec: Any
+    source: Source
+
+    def where(self, *loc) -> str:
+        return self.source.where(tuple(loc))
+
+
+def _semantic_recipe(loaded: Loaded) -> None:
+    """Checks beyond the schema: parser names vLLM knows."""
+    from launcher.spec.vllm_parsers import REASONING_PARSERS, TOOL_CALL_PARSERS
+
+    r = loaded.spec
+    problems: list[LauncherError] = []
+    if r.engine == "vllm" and r.vllm:
+        v = r.vllm
+        if v.tool_call_parser and v.tool_call_parser not in TOOL_CALL_PARSERS:
+            close = difflib.get_close_matches(v.tool_call_parser, sorted(TOOL_CALL_PARSERS), n=1)
+            problems.append(InputError(
+                f"vllm.tool_call_parser: '{v.tool_call_parser}' is not a tool-call parser vLLM knows "
+                "(vLLM would fail with `invalid tool call parser` after loading the weights)",
+                where=loaded.where("vllm", "tool_call_parser"),
+                fix=(f"did you mean '{close[0]}'? " if close else "") +
+                    "pick the model's parser from vLLM's list (e.g. qwen3_coder, hermes, llama3_json)"))
+        if (v.reasoning_parser and v.reasoning_parser not in REASONING_PARSERS
+                and not v.reasoning_parser_plugin):
+            close = difflib.get_close_matches(v.reasoning_parser, sorted(REASONING_PARSERS), n=1)
+            problems.append(InputError(
+                f"vllm.reasoning_parser: '{v.reasoning_parser}' is not a reasoning parser vLLM knows",
+                where=loaded.where("vllm", "reasoning_parser"),
+                fix=(f"did you mean '{close[0]}'? " if close else "") +
+                    "pick one of vLLM's (e.g. nemotron_v3, qwen3, deepseek_r1), or load a plugin "
+                    "with vllm.reasoning_parser_plugin"))
+        if v.tool_call_parser and not v.enable_auto_tool_choice:
+            problems.append(InputError(
+                "vllm.tool_call_parser is set but enable_auto_tool_choice is false: vLLM answers "
+                "HTTP 400 to every `tool_choice: auto` request (what agents send)",
+                where=loaded.where("vllm", "tool_call_parser"),
+                fix="add `enable_auto_tool_choice: true` under vllm:"))
+        if v.enable_auto_tool_choice and not v.tool_call_parser:
+            problems.append(InputError(
+                "vllm.enable_auto_tool_choice needs a tool_call_parser",
+                where=loaded.where("vllm", "enable_auto_tool_choice"),
+                fix="add the model's `tool_call_parser:` (e.g. qwen3_coder)"))
+        if any(a.startswith("--api-key") for a in v.extra_args):
+            problems.append(InputError(
+                "vllm.extra_args passes --api-key: the key would be visible in `ps` to every user",
+                where=loaded.where("vllm", "extra_args"),
+                fix="remove it and set `api_key: {env: VLLM_API_KEY}`; launch passes it through the environment"))
+    if r.runtime == "docker" and not r.image and r.engine == "vllm":
+        problems.append(InputError("runtime docker needs an image", where=loaded.where("runtime"),
+                                   fix="add e.g. `image: vllm/vllm-openai:latest`"))
+    if r.engine != "openai" and not r.hosts and r.runtime != "local":
+        problems.append(InputError(f"runtime {r.runtime} needs `hosts:` (an inventory name)",
+                                   where=loaded.where("runtime"), fix="add `hosts: NAME` (see hosts/)"))
+    if problems:
+        raise SpecError(problems)
+
+
+def load_recipe(ref: str) -> Loaded:
+    from launcher.spec.recipe import Recipe
+
+    path = find("recipe", ref)
+    src = load_yaml(path)
+    loaded = Loaded(validate(src, Recipe), src)
+    _semantic_recipe(loaded)
+    return loaded
+
+
+def load_inventory(ref: str, *, relative_to: Path | None = None) -> Loaded:
+    from launcher.spec.inventory import Inventory
+
+    path = find("inventory", ref, relative_to=relative_to)
+    src = load_yaml(path)
+    return Loaded(validate(src, Inventory), src)
+
+
+def local_inventory():
+    """The implicit inventory for recipes without `hosts:`: this machine."""
+    from launcher.spec.inventory import Host, Inventory
+
+    return Inventory(name="local", hosts={"local": Host(address="127.0.0.1")})
