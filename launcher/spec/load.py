@@ -50,7 +50,8 @@ def find(kind: str, ref: str, *, relative_to: Path | None = None) -> Path:
             if p.is_file():
                 return p
     names = sorted(available(kind))
-    close = difflib.get_close_matches(ref, names, n=1)
+    close = difflib.get_close_matches(ref, names, n=1) or \
+        [n for n in names if ref.startswith(n) or n.startswith(ref)][:1]
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise InputError(
         f"no {kind} named '{ref}'",
@@ -74,22 +75,25 @@ def available(kind: str) -> dict[str, Path]:
 
 
 def _fields_at(model_cls, loc: tuple) -> list[str]:
-    """Field names of the model reached by following loc from model_cls."""
+    """Field names of the model reached by following loc from model_cls (through dicts and lists)."""
     from pydantic import BaseModel
 
-    cls = model_cls
+    ann = model_cls
     for part in loc:
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return []
-        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        origin = typing.get_origin(ann)
+        if origin is dict:
+            ann = typing.get_args(ann)[1]
+            continue
+        if origin is list:
+            ann = typing.get_args(ann)[0]
+            continue
+        cls = _model_in(ann)
+        field = cls.model_fields.get(part) if (cls is not None and isinstance(part, str)) else None
         if field is None:
             return []
-        cls = _model_in(field.annotation)
-        if cls is None:
-            return []
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return list(cls.model_fields)
-    return []
+        ann = field.annotation
+    cls = _model_in(ann)
+    return list(cls.model_fields) if cls is not None and issubclass(cls, BaseModel) else []
 
 
 def _model_in(annotation):
@@ -97,6 +101,8 @@ def _model_in(annotation):
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if typing.get_origin(annotation) in (dict, list):
+        return None
     for arg in typing.get_args(annotation):
         found = _model_in(arg)
         if found is not None:
@@ -120,7 +126,8 @@ def _problem(src: Source, model_cls, err: dict) -> LauncherError:
         key = loc[-1]
         valid = _fields_at(model_cls, loc[:-1])
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
-        what = f"{field}: unknown key '{key}'"
+        parent = ".".join(str(p) for p in loc[:-1]) or "(top level)"
+        what = f"{parent}: unknown key '{key}'"
         fix = (f"did you mean '{close[0]}'? " if close else "") + \
               (f"valid keys here: {', '.join(valid)}" if valid else "remove it")
         return InputError(what, where=src.where(loc), fix=fix)
@@ -133,8 +140,10 @@ def _problem(src: Source, model_cls, err: dict) -> LauncherError:
                    "string_type", "dict_type", "list_type", "model_type"}:
         fix = f"write a value of the right type ({msg.replace('Input should be ', '')})"
         msg = f"wrong type: {err.get('input')!r}"
+    elif "; " in msg:  # our validators write "what; what to do"
+        msg, fix = msg.split("; ", 1)
     else:
-        fix = "correct the value"
+        fix = "correct the value (see the README's reference)"
     return InputError(f"{field}: {msg}", where=src.where(loc), fix=fix)
 
 
@@ -144,8 +153,27 @@ def validate(src: Source, model_cls):
     try:
         return model_cls.model_validate(src.data)
     except ValidationError as exc:
-        problems = [_problem(src, model_cls, e) for e in exc.errors()]
-        raise SpecError(problems) from None
+        raise SpecError(_problems(src, model_cls, exc.errors())) from None
+
+
+def _problems(src: Source, model_cls, errors: list[dict]) -> list[LauncherError]:
+    """One problem per field: a union (int | 'auto') fails once per member; say it once."""
+    by_loc: dict[tuple, list[dict]] = {}
+    for e in errors:
+        by_loc.setdefault(_clean_loc(tuple(e["loc"])), []).append(e)
+    out = []
+    for loc, errs in by_loc.items():
+        if len(errs) == 1 or any(e["type"] in ("extra_forbidden", "missing") for e in errs):
+            out += [_problem(src, model_cls, e) for e in errs]
+            continue
+        field = ".".join(str(p) for p in loc)
+        wants = []
+        for e in errs:
+            m = e["msg"].removeprefix("Input should be ").split(",")[0]
+            wants.append(m)
+        out.append(InputError(f"{field}: {errs[0].get('input')!r} is not valid", where=src.where(loc),
+                              fix="write " + " or ".join(dict.fromkeys(wants))))
+    return out
 
 
 @dataclass
@@ -163,8 +191,19 @@ def _semantic_recipe(loaded: Loaded) -> None:
     """Checks beyond the schema: parser names vLLM knows."""
     from launcher.spec.vllm_parsers import REASONING_PARSERS, TOOL_CALL_PARSERS
 
+    import re
+
     r = loaded.spec
     problems: list[LauncherError] = []
+    for name, value in r.env.items():
+        if re.search(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", name, re.I) or \
+                re.match(r"^(sk-|hf_|ghp_|xox[bp]-|eyJ)[A-Za-z0-9_.-]{8,}", value):
+            problems.append(InputError(
+                f"env.{name}: looks like a secret written inline (it would be stored in the recipe, "
+                "shown by `launch plan` and copied into configs)",
+                where=loaded.where("env", name),
+                fix=f"remove it from env: and reference it: `api_key: {{env: {name}}}` (or file: PATH / "
+                    "command: \"…\"); launch passes it to the server through the environment"))
     if r.engine == "vllm" and r.vllm:
         v = r.vllm
         if v.tool_call_parser and v.tool_call_parser not in TOOL_CALL_PARSERS:

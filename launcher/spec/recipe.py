@@ -1,7 +1,6 @@
 """The recipe: how to serve one model and which agent to put on top."""
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,8 +14,6 @@ ENGINES = ("vllm", "ollama", "lmstudio", "llamacpp", "openai")
 RUNTIMES = ("local", "ssh", "docker")
 DEFAULT_PORTS = {"vllm": 8000, "ollama": 11434, "lmstudio": 1234, "llamacpp": 8080, "openai": 443}
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
-_SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|xox[bp]-|eyJ)[A-Za-z0-9_\-\.]{8,}")
 
 
 class Strict(BaseModel):
@@ -126,14 +123,17 @@ class Recipe(Strict):
     shape: ModelShape | None = None
     startup_timeout: float = Field(default=1800, gt=0, description="seconds to wait for readiness")
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_is_a_reference(cls, value):
+        if isinstance(value, str):
+            raise ValueError("this is the secret itself, written inline; reference it instead: "
+                             "`api_key: {env: VLLM_API_KEY}` (or file: PATH / command: \"…\")")
+        return value
+
     @field_validator("env")
     @classmethod
-    def _no_inline_secrets(cls, env: dict[str, str]):
-        for name, value in env.items():
-            if _SECRET_NAME.search(name) or _SECRET_VALUE.match(str(value)):
-                raise ValueError(
-                    f"env {name} looks like a secret written inline; reference it instead with "
-                    f"api_key: {{env: {name}}} (or file:/command:) so the value never lands in a file")
+    def _env_strings(cls, env: dict[str, str]):
         return {k: str(v) for k, v in env.items()}
 
     @model_validator(mode="after")
