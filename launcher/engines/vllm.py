@@ -6,6 +6,8 @@ flag for flag from a recipe; two-node tensor parallelism adds what Ray or mp nee
 from __future__ import annotations
 
 from launcher.engines.base import Engine, NodeCtx, ProcSpec
+from launcher.engines.vllm_logs import (  # noqa: F401 - log line -> Stage/Failure, re-exported
+    Failure, LogReader, Stage, classify, exit_failure, parse_stage, ray_worker_missing, timeout_failure)
 
 RAY_PORT = 6379
 
@@ -57,6 +59,11 @@ class Vllm(Engine):
     name = "vllm"
     api_key_env = "VLLM_API_KEY"
     default_port = 8000
+
+    @staticmethod
+    def log_reader() -> LogReader:
+        """A fresh stateful reader: feed(line) -> [Stage | Failure]."""
+        return LogReader()
 
     def processes(self, recipe, nodes: list[NodeCtx], port: int) -> list[ProcSpec]:
         par = recipe.parallelism
