@@ -12,6 +12,7 @@ from pathlib import Path
 
 SHIMS: dict[str, str] = {
     "vllm": "launcher.sim.vllm_cli",
+    "ray": "launcher.sim.ray_shim",  # `ray start` / `ray status` for the two-node Ray flow (issue 3)
 }
 
 
