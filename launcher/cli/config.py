@@ -1,8 +1,53 @@
-"""Commands of this part of the surface (filled in by its issue)."""
+"""launch config RECIPE [--agent A] [--write default|global|project] [--print]: write (or print) the
+coding agent's config for a recipe without starting anything."""
 from __future__ import annotations
+
+from typing import Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("config", help="Write (or print) the coding agent's config for RECIPE; starts nothing.")(config)
+
+
+def deployment_from_plan(plan):
+    """The Deployment a plan describes, before anything runs: limits unknown (the agents fall back
+    to safe figures and say so)."""
+    from launcher.deployment import Deployment
+
+    return Deployment(recipe=plan.recipe, engine=plan.engine, base_url=plan.base_url, model=plan.served_name,
+                      plan_hash=plan.hash, attached=plan.attach_only, api_key_env=plan.api_key_env)
+
+
+def config(recipe: str = typer.Argument(..., help="Recipe name or path."),
+           agent: Optional[str] = typer.Option(None, "--agent", help="opencode | codex | claude (default: the recipe's)"),
+           write: str = typer.Option("default", "--write",
+                                     help="default (launch's own file) | global (the user's config) | project (./)"),
+           print_only: bool = typer.Option(False, "--print", help="Print the block instead of writing it.")):
+    from pathlib import Path
+
+    from launcher import agents, ui
+    from launcher.errors import InputError
+    from launcher.plan import build_for
+
+    recipe_l, plan = build_for(recipe)
+    r = recipe_l.spec
+    name = agent or r.agent.name
+    if name == "none":
+        raise InputError("the recipe names no agent (agent.name: none)", where=recipe_l.where("agent", "name"),
+                         fix=f"pass --agent {' | '.join(agents.names())}")
+    ag = agents.get(name)
+    dep = deployment_from_plan(plan)
+    result = ag.configure(dep, recipe=r, key_source=r.api_key, write=write, cwd=Path.cwd(), dry_run=print_only)
+    if print_only:
+        ui.out(result.text.rstrip("\n"))
+        for note in result.notes:
+            ui.info(f"note: {note}")
+        return
+    ui.out(result.summary())
+    for k, v in result.env.items():
+        if k == "OPENCODE_CONFIG":
+            ui.out(f"  start it with: OPENCODE_CONFIG={v} opencode   (launch {r.name} does this for you)")
+    for note in result.notes:
+        ui.info(f"note: {note}")

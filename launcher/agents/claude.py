@@ -1,0 +1,65 @@
+"""Claude Code: pointed at a server that serves the Anthropic Messages API (/v1/messages) through
+its environment only; launch writes no file (a settings file would have to hold the token).
+
+ANTHROPIC_BASE_URL is the server root (no /v1); ANTHROPIC_AUTH_TOKEN carries the key (sent as
+Bearer) and ANTHROPIC_API_KEY is left empty; every model alias maps to the served id.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from launcher.agents.base import Agent, ConfigResult, check_served, effective_limits, find_binary, resolve_key
+
+NO_KEY = "no-key"  # Claude Code wants some token; a server without a key ignores it
+
+MODEL_VARS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+              "CLAUDE_CODE_SUBAGENT_MODEL")
+
+
+class Claude(Agent):
+    name = "claude"
+    binary = "claude"
+    install = "npm install -g @anthropic-ai/claude-code"
+    targets = ("default",)
+
+    def environment(self, deployment, recipe) -> tuple[dict[str, str], list[str]]:
+        """Every variable but the token (whose value only the child's environment holds)."""
+        lim = effective_limits(deployment, recipe)
+        env = {"ANTHROPIC_BASE_URL": deployment.root_url.rstrip("/"), "ANTHROPIC_API_KEY": ""}
+        for var in MODEL_VARS:
+            env[var] = deployment.model
+        env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(lim.context)
+        env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(lim.output)
+        env["DISABLE_ERROR_REPORTING"] = "1"
+        return env, [lim.note] if lim.note else []
+
+    def configure(self, deployment, *, recipe, key_source, write: str = "default", cwd: Path | None = None,
+                  dry_run: bool = False, environ: Mapping[str, str] | None = None) -> ConfigResult:
+        if write != "default":
+            from launcher.errors import InputError
+
+            raise InputError(f"--write {write} is not supported for claude: Claude Code is configured "
+                             "through the environment launch gives it (a settings file would hold the token)",
+                             fix="use --write default; `launch config RECIPE --agent claude --print` shows "
+                                 "the variables")
+        env, notes = self.environment(deployment, recipe)
+        token = f"<the key from {key_source.describe()}>" if key_source else NO_KEY
+        lines = [f"{k}={v}" for k, v in env.items()]
+        lines.insert(1, f"ANTHROPIC_AUTH_TOKEN={token}")
+        notes.append("Claude Code needs a server that serves /v1/messages (vLLM, llama-server and Ollama do)")
+        return ConfigResult(self.name, write, None, "\n".join(lines) + "\n", env=env, notes=notes)
+
+    def prepare(self, deployment, *, recipe, key_source, args: list[str], cwd: Path | None = None,
+                config: ConfigResult | None = None, check_models: bool = True,
+                environ: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+        environ = dict(os.environ if environ is None else environ)
+        key = resolve_key(key_source, environ, agent=self.name)
+        binary = find_binary(self.binary, self.install, environ)
+        if check_models:
+            check_served(deployment, key)
+        env = dict(environ)
+        env.update(self.environment(deployment, recipe)[0])
+        env["ANTHROPIC_AUTH_TOKEN"] = key or NO_KEY
+        return [binary, *args], env
