@@ -1,0 +1,194 @@
+"""Bring up Ollama: attach (OLLAMA_HOST or the recipe's port) or start `ollama serve`; pull the model
+with progress; check it can call tools; fix a context through a derived model (/api/create
+parameters.num_ctx); load it and read the real context back from /api/ps.
+
+`up(plan, recipe, *, replace=False, timeout=None, progress=None, clock=None) -> Deployment`; its
+`model` is the derived model's name and `capacity` the /api/ps reading.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+from launcher import ui
+from launcher.bringup import ollama_context
+from launcher.bringup.laptop_common import (Clock, RateMeter, emit, get_json, local_runtime, ndjson,
+                                            server_handles, wait_until)
+from launcher.deployment import Capacity, Deployment
+from launcher.engines import ollama as eng
+from launcher.errors import InputError, RuntimeFailure, ServerFailed
+
+
+def server_url(plan, recipe, environ=None) -> str:
+    """The recipe's explicit port wins; else OLLAMA_HOST; else the plan's endpoint (127.0.0.1:11434)."""
+    environ = os.environ if environ is None else environ
+    if recipe.port is None:
+        from_env = eng.url_from_ollama_host(environ.get("OLLAMA_HOST"))
+        if from_env:
+            return from_env
+    return plan.endpoint
+
+
+def _version(url: str) -> str | None:
+    from launcher import http
+
+    with http.client(base_url=url, retries=0, connect=2.0, read=5.0) as c:
+        status, body = get_json(c, "/api/version")
+    return body.get("version") if status == 200 and isinstance(body, dict) else None
+
+
+def _start(plan, url: str, timeout: float, clock: Clock, progress) -> str:
+    proc = plan.head()
+    if proc is None or shutil.which(proc.argv[0]) is None:
+        raise ServerFailed(f"no Ollama server answers at {url} and `ollama` is not on PATH", where=url,
+                           fix=eng.install_hint())
+    rt = local_runtime()
+    emit(progress, "start", f"starting {proc.command}")
+    handle = rt.start(proc, plan, {})
+
+    def died():
+        info = rt.exit_info(handle)
+        return info.reason if info else None
+
+    version = wait_until(lambda: _version(plan.endpoint), timeout=timeout, clock=clock,
+                         what="ollama serve", where=f"{plan.endpoint}/api/version",
+                         fix="see the log above; `ollama serve` by hand shows the same", died=died,
+                         log_tail=lambda: list(rt.logs(handle, tail=20)),
+                         on_wait=lambda s: emit(progress, "wait", f"waiting for ollama serve ({s:.0f} s)"))
+    return str(version)
+
+
+def _pull(c, model: str, progress, clock: Clock, url: str, where: str) -> None:
+    state = eng.PullState()
+    meter = RateMeter(clock)
+    for obj in ndjson(c, "POST", "/api/pull", {"model": model}):
+        state.feed(obj)
+        if state.error:
+            if eng.missing_model_error(state.error):
+                raise InputError(f"Ollama cannot pull '{model}': {state.error}", where=f"{url}/api/pull",
+                                 fix=f"check the name at https://ollama.com/library (e.g. qwen3-coder:30b) "
+                                     f"and fix `model:` in {where}")
+            raise RuntimeFailure(f"pulling '{model}' failed: {state.error}", where=f"{url}/api/pull",
+                                 fix="check the network and disk space, then retry")
+        total = state.total
+        emit(progress, "pull", state.status, completed=state.completed if total else None, total=total,
+             rate=meter.update(state.completed) if total else None)
+    if not state.success:
+        raise RuntimeFailure(f"pulling '{model}' ended without success (last status: {state.status!r})",
+                             where=f"{url}/api/pull", fix="retry; `ollama pull` by hand shows more")
+
+
+def _show(c, model: str, url: str) -> dict:
+    resp = c.post("/api/show", json={"model": model})
+    if resp.status_code != 200:
+        raise RuntimeFailure(f"/api/show for '{model}' answered HTTP {resp.status_code}: {resp.text[:200]}",
+                             where=f"{url}/api/show", fix=f"`ollama show {model}` by hand shows why")
+    return resp.json()
+
+
+def _create(c, name: str, base: str, num_ctx: int, url: str) -> None:
+    last = ""
+    for obj in ndjson(c, "POST", "/api/create", {"model": name, "from": base, "parameters": {"num_ctx": num_ctx}}):
+        err = eng.stream_error(obj)
+        if err:
+            raise RuntimeFailure(f"creating '{name}' from '{base}' failed: {err}", where=f"{url}/api/create",
+                                 fix="check the Ollama version (0.5.5+ takes from/parameters) and its log")
+        last = obj.get("status") or last
+    if last != "success":
+        raise RuntimeFailure(f"creating '{name}' ended without success (last status: {last!r})",
+                             where=f"{url}/api/create", fix="retry; the Ollama server log shows why")
+
+
+def _load(c, name: str, keep_alive: str | None, url: str, timeout: float) -> None:
+    import httpx
+
+    body = {"model": name, "stream": False, "keep_alive": keep_alive or "30m"}
+    try:
+        resp = c.post("/api/generate", json=body, timeout=httpx.Timeout(timeout, connect=5.0))
+    except httpx.TimeoutException:
+        raise ServerFailed(f"loading '{name}' took longer than {timeout:g} s", where=f"{url}/api/generate",
+                           fix="raise startup_timeout in the recipe, or use a smaller context") from None
+    if resp.status_code != 200:
+        try:
+            msg = resp.json().get("error") or resp.text
+        except ValueError:
+            msg = resp.text
+        raise ServerFailed(f"Ollama could not load '{name}': {msg}", where=f"{url}/api/generate",
+                           fix="lower ollama.context (or use auto), free memory, or use a smaller model")
+
+
+def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
+       clock: Clock | None = None) -> Deployment:
+    from launcher import http
+    from launcher.capacity_read import capacity_from_ollama_ps
+    from launcher.laptop_mem import free_bytes
+
+    clock = clock or Clock()
+    timeout = float(timeout or plan.startup_timeout)
+    o = recipe.ollama
+    url = server_url(plan, recipe)
+    where = plan.recipe_path
+    if replace:
+        for h in server_handles(plan):  # only what launcher started; an outside server is left alone
+            local_runtime().stop(h)
+    version = _version(url)
+    attached = version is not None
+    if not attached:
+        version = _start(plan, url, timeout, clock, progress)
+        url = plan.endpoint
+    emit(progress, "start", f"Ollama {version} at {url}")
+    started_env = {} if attached else (plan.head().env if plan.head() else {})
+    parallel = int(started_env.get("OLLAMA_NUM_PARALLEL") or os.environ.get("OLLAMA_NUM_PARALLEL")
+                   or o.num_parallel)
+    kv_type = o.kv_cache_type or started_env.get("OLLAMA_KV_CACHE_TYPE") or os.environ.get("OLLAMA_KV_CACHE_TYPE")
+
+    with http.client(base_url=url, retries=2, read=max(60.0, timeout)) as c:
+        base = recipe.model
+        _, tags = get_json(c, "/api/tags")
+        if eng.tags_entry(tags or {}, base) is None:
+            emit(progress, "pull", f"pulling {base}")
+            _pull(c, base, progress, clock, url, where)
+            _, tags = get_json(c, "/api/tags")
+        show = _show(c, base, url)
+        caps = eng.capabilities(show)
+        if caps is None:
+            ui.warn(f"Ollama {version} does not report model capabilities: cannot check that {base} calls tools")
+        elif "tools" not in caps:
+            raise InputError(f"model '{base}' cannot call tools (Ollama lists its capabilities as "
+                             f"{', '.join(caps) or 'none'}); coding agents need tool calls",
+                             where=f"{where}: model", fix="pick a model whose `ollama show` lists "
+                             "'tools', e.g. qwen3-coder:30b, qwen3:8b, gpt-oss:20b, devstral")
+        row = eng.tags_entry(tags or {}, base) or {}
+        weights = float(row.get("size") or 0)
+        free, free_how = free_bytes()
+        _, ps = get_json(c, "/api/ps")
+        free += sum(float(m.get("size") or 0) for m in (ps or {}).get("models") or [])  # Ollama evicts these
+        choice = ollama_context.choose(o.context, model_info=show.get("model_info") or {}, weights=weights,
+                                       free=free, free_how=free_how, parallel=parallel, kv_type=kv_type,
+                                       where=f"{where}: ollama.context")
+        for w in choice.warnings or []:
+            ui.warn(w)
+        name = (recipe.served_name if recipe.served_name and recipe.served_name != base
+                else eng.derived_name(base, choice.num_ctx))
+        emit(progress, "create", f"creating {name} (num_ctx {choice.num_ctx}: {choice.reason})")
+        _create(c, name, base, choice.num_ctx, url)
+        emit(progress, "load", f"loading {name}")
+        _load(c, name, o.keep_alive, url, timeout)
+        emit(progress, "measure", "reading /api/ps")
+        _, ps = get_json(c, "/api/ps")
+    cap = capacity_from_ollama_ps(ps, name, parallel=parallel)
+    if cap.max_model_len is None:
+        ui.warn(f"Ollama {version} does not report the loaded context (/api/ps context_length needs "
+                f"0.9.7+): assuming the requested {choice.num_ctx}")
+        cap = Capacity(kv_tokens=choice.num_ctx * parallel, max_concurrency=float(parallel),
+                       max_model_len=choice.num_ctx, slots=parallel,
+                       source=f"requested num_ctx (Ollama {version} reports no context_length)")
+    elif cap.max_model_len < choice.num_ctx:
+        ui.warn(f"Ollama loaded {name} with a {cap.max_model_len}-token context, not the {choice.num_ctx} "
+                f"asked for (it steps down when memory is short); using {cap.max_model_len}")
+    low = eng.low_context_warning(cap.max_model_len)
+    if low:
+        ui.warn(low)
+    emit(progress, "ready", f"{name}: context {cap.max_model_len}")
+    return Deployment(recipe=plan.recipe, engine="ollama", base_url=url + "/v1", model=name,
+                      plan_hash=plan.hash, attached=attached, capacity=cap, version=version)
