@@ -272,16 +272,17 @@ def render_report(report: Report, console=None) -> None:
         if c.status == PASS:
             body = Text(redact(c.evidence), style="dim")
         else:
-            body = Text()
+            lines: list[tuple[str, str]] = []
             if c.cause and c.fix:
-                row_head = (c.diagnosis or "").split(". Fix: ")[0]
-                body.append(redact(row_head) + "\n")
-                body.append("fix: ", style="bold")
-                body.append(redact(c.fix) + "\n")
+                lines.append(((c.diagnosis or "").split(". Fix: ")[0], ""))
+                lines.append(("fix: " + c.fix, "bold"))
             else:
-                body.append(redact(c.diagnosis or "") + "\n")
+                lines.append((c.diagnosis or "", ""))
             if c.evidence:
-                body.append("evidence: " + redact(c.evidence), style="dim")
+                lines.append(("evidence: " + c.evidence, "dim"))
+            body = Text()
+            for i, (line, style) in enumerate(lines):
+                body.append(("\n" if i else "") + redact(line), style=style or None)
         t.add_row(Text(mark, style=colour), Text(c.name, style=colour), body)
     con.print(t)
     con.print(Text(report.summary(), style="green" if report.ok else "red bold"))

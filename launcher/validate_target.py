@@ -1,0 +1,77 @@
+"""What `launch validate RECIPE|BASE_URL` and the `launch RECIPE` gate validate: a recipe's endpoint
+(its plan's base_url and served name, its key source, sampling and API style) or any URL."""
+from __future__ import annotations
+
+from launcher.errors import InputError
+from launcher.validate import DEFAULT_MAX_TOKENS, Report, list_models, validate_endpoint
+
+
+def is_url(target: str) -> bool:
+    return target.startswith(("http://", "https://"))
+
+
+def recipe_options(recipe) -> dict:
+    """validate_endpoint keywords a recipe decides: sampling, API style, Azure path, context limit."""
+    r = getattr(recipe, "spec", recipe)
+    opts: dict = {"sampling": r.sampling.model_dump(exclude_none=True) if r.sampling else {}}
+    if r.openai is not None:
+        opts.update(api_style=r.openai.api_style, azure_deployment=r.openai.deployment,
+                    azure_api_version=r.openai.api_version)
+    if isinstance(r.agent.context, int):
+        opts["context_limit"] = r.agent.context
+    return opts
+
+
+def validate_plan(plan, recipe, *, api_key: str | None, context_limit: int | None = None,
+                  max_tokens: int = DEFAULT_MAX_TOKENS, timeout: float = 120) -> Report:
+    """The gate inside `launch RECIPE`: the plan's endpoint with the recipe's sampling and style.
+    context_limit (the derived limit.context, when measured) wins over the recipe's agent.context."""
+    opts = recipe_options(recipe)
+    if context_limit:
+        opts["context_limit"] = context_limit
+    return validate_endpoint(plan.base_url, plan.served_name, api_key=api_key, max_tokens=max_tokens,
+                             timeout=timeout, **opts)
+
+
+def key_from_env(var: str) -> str:
+    from launcher.auth import resolve
+    from launcher.spec.keysource import KeySource
+
+    return resolve(KeySource(env=var), where="--key-env")
+
+
+def validate_target(target: str, *, model: str | None = None, key_env: str | None = None,
+                    api_style: str | None = None, deployment: str | None = None, api_version: str | None = None,
+                    context_limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS,
+                    timeout: float = 120, check_auth: bool = True) -> Report:
+    """Validate a recipe (by name or path) or a base URL. Bad input raises InputError/SecretError."""
+    kw = dict(max_tokens=max_tokens, timeout=timeout, check_auth=check_auth)
+    if is_url(target):
+        base_url = target.rstrip("/")
+        api_key = key_from_env(key_env) if key_env else None
+        style = api_style or "openai"
+        if not model:
+            ids = list_models(base_url, api_key=api_key, api_style=style, azure_deployment=deployment,
+                              azure_api_version=api_version)
+            if len(ids) != 1:
+                raise InputError(f"{base_url} serves {len(ids)} models; say which one to check",
+                                 where="--model", fix="add --model ID, one of: " + (", ".join(ids) or "(none)"))
+            model = ids[0]
+        return validate_endpoint(base_url, model, api_key=api_key, api_style=style, context_limit=context_limit,
+                                 azure_deployment=deployment, azure_api_version=api_version, **kw)
+    from launcher.auth import resolve
+    from launcher.plan import build_for
+
+    recipe_l, plan = build_for(target)
+    if key_env:
+        api_key = key_from_env(key_env)
+    elif plan.api_key:
+        api_key = resolve(plan.api_key, where=f"{plan.recipe_path}: api_key")
+    else:
+        api_key = None
+    opts = recipe_options(recipe_l)
+    for name, value in (("api_style", api_style), ("azure_deployment", deployment),
+                        ("azure_api_version", api_version), ("context_limit", context_limit)):
+        if value:
+            opts[name] = value
+    return validate_endpoint(plan.base_url, model or plan.served_name, api_key=api_key, **opts, **kw)
