@@ -1,0 +1,237 @@
+"""vLLM bring-up: attach to a matching deployment, or preflight, start (single node, Ray, mp), watch
+the start-up, diagnose failures and measure capacity.
+
+What this launch starts it also cleans up when the start fails; what it attached to it never touches.
+Facts: ../shared/reference/vllm.md. The runtime contract: launcher/runtimes/base.py.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from launcher.bringup.vllm_ray import head_run, wait_ray
+from launcher.deployment import Deployment
+from launcher.engines.vllm_logs import Failure, exit_failure
+from launcher.errors import RuntimeFailure, ServerFailed
+from launcher.runtimes.base import ExitInfo, Handle
+from launcher.watch import Progress, ReadyProbe, default_progress, watch_startup
+
+__all__ = ["up", "head_run", "host_facts", "measure", "api_key_for", "server_failed", "stop_all"]
+
+
+def host_facts(plan, name: str) -> dict:
+    """What a runtime's run() gets for an inventory host: its inventory facts plus its name."""
+    return {**plan.hosts.get(name, {}), "name": name}
+
+
+def api_key_for(plan) -> str | None:
+    if plan.api_key is None:
+        return None
+    from launcher.auth import resolve
+
+    return resolve(plan.api_key, where=f"recipe {plan.recipe}: api_key")
+
+
+def server_failed(plan, failure: Failure, tail: list[str], *, cleaned: list[str] | None = None) -> ServerFailed:
+    head = plan.head()
+    where = f"{plan.recipe} ({head.name} on {head.host})" if head else plan.recipe
+    details = list(failure.details)
+    if cleaned:
+        details.append("stopped what this launch started: " + ", ".join(cleaned))
+    exc = ServerFailed(failure.cause, where=where, fix=failure.fix, log_tail=tail[-30:], details=details)
+    exc.kind = failure.kind  # type: ignore[attr-defined]
+    exc.failure = failure  # type: ignore[attr-defined]
+    return exc
+
+
+def stop_all(rt, handles: list[Handle]) -> list[str]:
+    """Stop handles in reverse start order; never raises (a clean-up must finish)."""
+    from launcher import state
+
+    done = []
+    for h in reversed(handles):
+        try:
+            rt.stop(h)
+        except Exception:  # noqa: BLE001 - keep cleaning the rest
+            pass
+        try:
+            state.forget(h)
+        except Exception:  # noqa: BLE001
+            pass
+        done.append(f"{h.process}@{h.host}")
+    return done
+
+
+def measure(plan, lines: list[str], key: str | None, models: dict | None = None):
+    """Capacity from the log, /metrics and /v1/models (launcher.capacity_read does the parsing)."""
+    from launcher.capacity_read import capacity_from_vllm
+    from launcher.http import bearer, client
+
+    metrics = None
+    with client(connect=2.0, read=5.0, retries=1, headers=bearer(key)) as c:
+        try:
+            r = c.get(plan.endpoint + "/metrics")
+            metrics = r.text if r.status_code == 200 else None
+        except Exception:  # noqa: BLE001 - capacity is best effort; the log usually has it
+            metrics = None
+        if models is None:
+            try:
+                r = c.get(plan.endpoint + "/v1/models")
+                models = r.json() if r.status_code == 200 else None
+            except Exception:  # noqa: BLE001
+                models = None
+    return capacity_from_vllm(lines, metrics, models, model=plan.served_name)
+
+
+def _version(plan) -> str | None:
+    from launcher.http import client
+
+    try:
+        with client(connect=2.0, read=3.0, retries=0) as c:
+            return c.get(plan.endpoint + "/version").json().get("version")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _deployment(plan, capacity, version, attached: bool) -> Deployment:
+    return Deployment(recipe=plan.recipe, engine=plan.engine, base_url=plan.base_url, model=plan.served_name,
+                      plan_hash=plan.hash, attached=attached, capacity=capacity, version=version,
+                      api_key_env=plan.api_key_env)
+
+
+# ------------------------------------------------------------------------------------------ attach
+def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: float) -> Deployment | None:
+    """Attach to this recipe's running deployment when its plan hash matches; otherwise stop it
+    (--replace) or refuse. Returns the Deployment when attached."""
+    recorded = [h for h in rt.find(plan.recipe) if h.recipe == plan.recipe]
+    alive = [h for h in recorded if rt.alive(h)]
+    dead = [h for h in recorded if h not in alive]
+    if dead:
+        from launcher import state
+
+        for h in dead:
+            state.forget(h)
+    if not alive:
+        return None
+    hashes = {h.plan_hash for h in alive}
+    server = next((h for h in alive if h.role == "server"), None)
+    if hashes == {plan.hash} and server is not None:
+        probe = ReadyProbe(plan.endpoint, plan.served_name, key)
+        try:
+            ready = probe()
+            if not ready:  # same plan, still starting (an interrupted `launch up`): watch it, do not own it
+                progress.note(f"attaching to {plan.recipe}, which is still starting")
+                res = watch_startup(rt.logs(server, follow=True), exited=lambda: rt.exit_info(server),
+                                    probe=probe, timeout=timeout, progress=progress)
+                if not res.ready:
+                    raise server_failed(plan, res.failure or exit_failure(None, None, False), res.tail)
+            lines = _first_lines(rt, server)
+            capacity = measure(plan, lines, key, probe.models)
+        finally:
+            probe.close()
+        progress.note(f"attached to the running {plan.recipe} (plan {plan.hash}); nothing restarted")
+        return _deployment(plan, capacity, _version(plan), attached=True)
+    what = (f"recipe {plan.recipe} is already running with a different plan "
+            f"(running {', '.join(sorted(hashes))}, now {plan.hash})")
+    if not replace:
+        raise RuntimeFailure(what, where=", ".join(f"{h.process}@{h.host}" for h in alive),
+                             fix="add --replace to stop it and start the new plan, or `launch down "
+                                 f"{plan.recipe}` first")
+    progress.note(what + "; --replace: stopping it")
+    stop_all(rt, alive)
+    return None
+
+
+def _first_lines(rt, handle: Handle, limit: int = 4000) -> list[str]:
+    out: list[str] = []
+    try:
+        for line in rt.logs(handle, follow=False):
+            out.append(line)
+            if len(out) >= limit:
+                break
+    except Exception:  # noqa: BLE001 - a log we cannot read leaves /metrics as the source
+        pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------- start
+def _exited_any(rt, handles: list[Handle], server: Handle | None) -> Callable[[], ExitInfo | None]:
+    """The watch's exit check: the server first (its exit explains most), then any other process."""
+    order = ([server] if server else []) + [h for h in handles if h is not server]
+
+    def check() -> ExitInfo | None:
+        for h in order:
+            try:
+                info = rt.exit_info(h)
+            except Exception:  # noqa: BLE001 - a dropped ssh/docker connection is not a death
+                continue
+            if info is not None:
+                if h is not server:
+                    info = ExitInfo(info.code, info.signal, info.oom_killed,
+                                    f"{h.process} on {h.host}: {info.reason or 'ended'}")
+                return info
+        return None
+
+    return check
+
+
+def _start_all(plan, rt, key, progress: Progress, timeout: float, clock) -> tuple[list[Handle], Handle | None]:
+    started: list[Handle] = []
+    secrets = {plan.api_key_env: key} if (key and plan.api_key_env) else {}
+    ray = any(p.role == "ray-head" for p in plan.processes)
+    try:
+        for proc in plan.processes:
+            if proc.role == "server" and ray:
+                wait_ray(plan, rt, started, progress, clock=clock, timeout=min(timeout, 300.0))
+            progress.note(f"starting {proc.name} on {proc.host} ({plan.runtime})")
+            started.append(rt.start(proc, plan, secrets if proc.secret_env else {}))
+    except BaseException:
+        stop_all(rt, started)
+        raise
+    server = next((h for h in started if h.role == "server"), None)
+    return started, server
+
+
+def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None,
+       progress: Progress | None = None, runtime=None, clock: Callable[[], float] = time.monotonic,
+       skip_preflight: bool = False) -> Deployment:
+    """Start or attach; wait until ready; measure. Raises ServerFailed (exit 4) with the diagnosis."""
+    from launcher import runtimes
+    from launcher.preflight import preflight
+
+    rt = runtime or runtimes.get(plan.runtime)
+    timeout = float(timeout if timeout is not None else plan.startup_timeout)
+    own_progress = progress is None
+    progress = progress or default_progress(f"{plan.recipe}: ")
+    try:
+        key = api_key_for(plan)
+        att = _attach_or_clear(plan, rt, key, replace, progress, timeout)
+        if att is not None:
+            return att
+        if not skip_preflight:
+            for w in preflight(plan, rt):
+                progress.note(f"warning: {w}")
+        t0 = clock()
+        try:
+            started, server = _start_all(plan, rt, key, progress, timeout, clock)
+        except ServerFailed as exc:
+            raise exc
+        probe = ReadyProbe(plan.endpoint, plan.served_name, key)
+        try:
+            res = watch_startup(rt.logs(server, follow=True), exited=_exited_any(rt, started, server),
+                                probe=probe, timeout=max(1.0, timeout - (clock() - t0)), progress=progress,
+                                exit_poll=0.25 if plan.runtime == "local" else 2.0, clock=clock)
+        except BaseException:
+            probe.close()
+            stop_all(rt, started)
+            raise
+        probe.close()
+        if not res.ready:
+            cleaned = stop_all(rt, started)
+            raise server_failed(plan, res.failure or exit_failure(None, None, False), res.tail, cleaned=cleaned)
+        capacity = measure(plan, res.lines, key, res.models)
+        progress.note(f"{plan.served_name} ready at {plan.base_url} after {res.elapsed:.1f}s")
+        return _deployment(plan, capacity, res.version or _version(plan), attached=False)
+    finally:
+        if own_progress:
+            progress.close()

@@ -1,0 +1,101 @@
+"""Deploy: start or attach (per engine, launcher.bringup), stop, and find what launch started.
+
+Deployments are found, not remembered (DESIGN.md "State"): local and ssh processes through their
+records in the state dir (checked by the runtime before being trusted), containers by their labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from launcher.deployment import Deployment
+from launcher.runtimes.base import Handle
+
+RUNTIME_NAMES = ("local", "ssh", "docker")
+
+
+def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None, progress=None,
+       **kw) -> Deployment:
+    """Start (or attach to) the plan's server, wait until it is ready, measure it."""
+    from launcher.bringup import module_for
+
+    return module_for(plan.engine).up(plan, recipe, replace=replace, timeout=timeout, progress=progress, **kw)
+
+
+@dataclass
+class Found:
+    """One recipe's processes launch started, as the runtimes see them now."""
+
+    recipe: str
+    runtime: str
+    plan_hashes: list[str]
+    handles: list[Handle] = field(default_factory=list)
+    alive: dict[str, bool] = field(default_factory=dict)  # "process@host" -> running
+
+    @property
+    def running(self) -> bool:
+        return any(self.alive.values())
+
+    def to_json(self) -> dict:
+        return {"recipe": self.recipe, "runtime": self.runtime, "plan_hashes": self.plan_hashes,
+                "processes": [{"process": h.process, "role": h.role, "host": h.host, "address": h.address,
+                               "alive": self.alive.get(f"{h.process}@{h.host}", False)} for h in self.handles]}
+
+
+def _runtimes(names=RUNTIME_NAMES):
+    from launcher import runtimes
+
+    out = []
+    for n in names:
+        try:
+            out.append(runtimes.get(n))
+        except Exception:  # noqa: BLE001 - a runtime whose library is missing finds nothing
+            continue
+    return out
+
+
+def _alive(rt, h: Handle) -> bool:
+    try:
+        return rt.alive(h)
+    except Exception:  # noqa: BLE001 - unreachable host: not known to be running
+        return False
+
+
+def find_deployments(recipe: str | None = None, *, runtimes=None) -> list[Found]:
+    """Every deployment launch started (optionally one recipe's), grouped by recipe and runtime."""
+    groups: dict[tuple[str, str], Found] = {}
+    for rt in runtimes if runtimes is not None else _runtimes():
+        try:
+            handles = rt.find(recipe)
+        except Exception:  # noqa: BLE001 - e.g. no Docker daemon: nothing found there
+            continue
+        for h in handles:
+            if recipe and h.recipe != recipe:
+                continue
+            g = groups.setdefault((h.recipe, rt.name), Found(h.recipe, rt.name, []))
+            g.handles.append(h)
+            if h.plan_hash not in g.plan_hashes:
+                g.plan_hashes.append(h.plan_hash)
+            g.alive[f"{h.process}@{h.host}"] = _alive(rt, h)
+    return sorted(groups.values(), key=lambda f: (f.recipe, f.runtime))
+
+
+def down(recipe: str, *, runtimes=None) -> list[str]:
+    """Stop every process launch started for a recipe (workers first, then the server / Ray head).
+    Returns "process@host" for each one stopped; processes launch did not start are never touched."""
+    from launcher import state
+
+    stopped: list[str] = []
+    order = {"server": 0, "ray-worker": 1, "worker": 1, "ray-head": 2}
+    for rt in runtimes if runtimes is not None else _runtimes():
+        try:
+            handles = [h for h in rt.find(recipe) if h.recipe == recipe]
+        except Exception:  # noqa: BLE001
+            continue
+        # the server first (it holds the GPUs and the port), then workers, the Ray head last
+        for h in sorted(handles, key=lambda h: order.get(h.role, 1)):
+            was_running = _alive(rt, h)
+            rt.stop(h)
+            state.forget(h)
+            if was_running:
+                stopped.append(f"{h.process}@{h.host}")
+    return stopped

@@ -1,0 +1,198 @@
+"""Preflight: every host of a plan checked concurrently; every problem listed at once, each with a fix.
+
+Checks (../shared/reference/vllm.md and DESIGN.md "preflight"): host reachable (ssh), Docker daemon
+answers (docker), GPUs and memory (launcher.probe: NVML locally, nvidia-smi over ssh, MemAvailable
+on unified memory), the server's and Ray's ports free, the image present (docker) or the program on
+PATH (local / ssh), the weights in the HF cache (a warning only: vLLM downloads them).
+"""
+from __future__ import annotations
+
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from launcher.errors import EXIT_INPUT, EXIT_RUNTIME, LauncherError
+
+HOST_TIMEOUT = 15.0
+
+
+@dataclass
+class Problem:
+    host: str
+    what: str
+    fix: str
+    kind: str = "config"  # config | unreachable | warning
+
+    def render(self) -> str:
+        return f"{self.host}: {self.what} (fix: {self.fix})"
+
+
+class PreflightFailed(LauncherError):
+    """Several hosts, several problems, one error. Exit 1 when a host or daemon cannot be reached
+    (try again later), 2 when the setup itself is wrong (fix, then retry)."""
+
+    def __init__(self, problems: list[Problem], recipe: str):
+        self.problems = problems
+        n = len(problems)
+        super().__init__(f"preflight found {n} problem{'s' if n != 1 else ''} before starting {recipe}",
+                         details=[p.render() for p in problems],
+                         fix="fix the problems listed above, then run the same command again")
+        self.exit_code = EXIT_RUNTIME if any(p.kind == "unreachable" for p in problems) else EXIT_INPUT
+
+
+def _host_dict(plan, name: str) -> dict:
+    return {**plan.hosts.get(name, {}), "name": name}
+
+
+def _probe():
+    try:
+        from launcher import probe
+    except ImportError:  # pragma: no cover - probe lands with the runtimes
+        return None
+    return probe
+
+
+def _ports_for(plan, host: str) -> list[int]:
+    """Ports the host's processes listen on (a server exec'd into the Ray head's container included)."""
+    return sorted({p.port for p in plan.processes if p.host == host and p.port})
+
+
+def _port_busy_local(port: int) -> bool:
+    import socket
+
+    for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET, "127.0.0.1")):
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return True
+    return False
+
+
+def _port_busy(rt, host: dict, port: int, local: bool) -> bool | None:
+    probe = _probe()
+    if probe is not None and hasattr(probe, "port_free"):
+        try:
+            free = probe.port_free(rt, host, port)
+            return None if free is None else not free
+        except Exception:  # noqa: BLE001 - fall back to our own check
+            pass
+    if local:
+        return _port_busy_local(port)
+    res = rt.run(host, ["sh", "-c", f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null | head -1"], timeout=HOST_TIMEOUT)
+    if res.code != 0:
+        return None
+    return bool(res.stdout.strip())
+
+
+def _gpu_problems(plan, rt, name: str, host: dict) -> list[Problem]:
+    probe = _probe()
+    want = int((host.get("gpus") or {}).get("count", 0) or 0)
+    if probe is None or not hasattr(probe, "gpus") or want == 0:
+        return []
+    try:
+        info = probe.gpus(rt, host)
+    except Exception as exc:  # noqa: BLE001 - a probe failure is a warning, not a stop
+        return [Problem(name, f"could not read the GPUs ({exc})", "check nvidia-smi works on the host",
+                        "warning")]
+    if info is None:
+        return []
+    found = len(info) if isinstance(info, list) else int(getattr(info, "count", 0) or 0)
+    out = []
+    if found < want:
+        out.append(Problem(name, f"inventory says {want} GPU(s), the host shows {found}",
+                           "check the driver (nvidia-smi) or correct gpus.count in the inventory"))
+    return out
+
+
+def check_host(plan, rt, name: str) -> list[Problem]:
+    host = _host_dict(plan, name)
+    local = plan.runtime == "local" or host.get("address") in ("127.0.0.1", "localhost", "::1", "local")
+    problems: list[Problem] = []
+    procs = [p for p in plan.processes if p.host == name]
+    if plan.runtime == "ssh":
+        check = getattr(rt, "check", None)
+        if check is not None:
+            err = check(host, timeout=HOST_TIMEOUT)
+        else:
+            res = rt.run(host, ["true"], timeout=HOST_TIMEOUT)
+            err = None if res.code == 0 else ((res.stderr or res.stdout).strip() or f"exit {res.code}")
+        if err:
+            return [Problem(name, f"not reachable over ssh ({err.splitlines()[0]})",
+                            f"check `ssh {host.get('address')}` works without a password prompt "
+                            "(keys, ~/.ssh/config, the inventory's ssh.user/port)", "unreachable")]
+    if plan.runtime == "docker":
+        ping = getattr(rt, "ping", None)
+        if ping is not None:
+            try:
+                ok = ping(host)
+            except Exception as exc:  # noqa: BLE001
+                ok, why = False, str(exc)
+            else:
+                why = ""
+            if not ok:
+                return [Problem(name, f"the Docker daemon does not answer{': ' + why if why else ''}",
+                                "start Docker on the host (systemctl start docker) and check the inventory's "
+                                "docker: URL / ssh access", "unreachable")]
+        images = {p.container.image for p in procs if p.container}
+        present = getattr(rt, "image_present", None)
+        for image in sorted(images):
+            if present is not None:
+                try:
+                    if not present(host, image):
+                        problems.append(Problem(name, f"image {image} is not on the host; it will be pulled "
+                                                "(can take a while)", f"docker pull {image} ahead of time", "warning"))
+                except Exception:  # noqa: BLE001 - the pull will tell
+                    pass
+    else:
+        for exe in sorted({p.argv[0] for p in procs if p.exec_in is None}):
+            res = rt.run(host, ["sh", "-c", f"command -v {shlex.quote(exe)}"], timeout=HOST_TIMEOUT)
+            if res.code != 0:
+                fix = ("pip install vllm (in the environment launch's processes see)" if exe == "vllm" else
+                       "pip install 'ray[default]'" if exe == "ray" else f"install {exe}")
+                problems.append(Problem(name, f"`{exe}` is not on PATH", fix + ", or use runtime: docker"))
+    for port in _ports_for(plan, name):
+        busy = _port_busy(rt, host, port, local)
+        if busy:
+            problems.append(Problem(name, f"port {port} is already in use",
+                                    f"stop what listens there (ss -ltnp 'sport = :{port}'), or set another "
+                                    "port in the recipe (port:)"))
+    problems += _gpu_problems(plan, rt, name, host)
+    problems += _weights_warning(plan, rt, name, host)
+    return problems
+
+
+def _weights_warning(plan, rt, name: str, host: dict) -> list[Problem]:
+    if "/" not in plan.model or plan.model.startswith(("/", ".")):
+        return []
+    cache = host.get("hf_cache") or "~/.cache/huggingface"
+    d = f"{cache.rstrip('/')}/hub/models--{plan.model.replace('/', '--')}"
+    res = rt.run(host, ["sh", "-c", f"test -d {d.replace('~', '$HOME', 1) if d.startswith('~') else shlex.quote(d)}"],
+                 timeout=HOST_TIMEOUT)
+    if res.code == 1:
+        return [Problem(name, f"the weights of {plan.model} are not in the HF cache ({d}); vLLM downloads them "
+                        "on the first start (can take long)", f"huggingface-cli download {plan.model}", "warning")]
+    return []
+
+
+def preflight(plan, rt, *, hosts: list[str] | None = None) -> list[str]:
+    """Check every host concurrently. Returns warnings; raises PreflightFailed listing every problem."""
+    names = hosts or list(dict.fromkeys(p.host for p in plan.processes))
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="preflight") as ex:
+        results = list(ex.map(lambda n: _safe_check(plan, rt, n), names))
+    problems = [p for group in results for p in group]
+    errors = [p for p in problems if p.kind != "warning"]
+    if errors:
+        raise PreflightFailed(errors, plan.recipe)
+    return [p.render() for p in problems if p.kind == "warning"]
+
+
+def _safe_check(plan, rt, name: str) -> list[Problem]:
+    try:
+        return check_host(plan, rt, name)
+    except LauncherError as exc:
+        return [Problem(name, exc.what, exc.fix or "see the message", "unreachable")]
+    except Exception as exc:  # noqa: BLE001 - one host's surprise must not hide the others' problems
+        return [Problem(name, f"preflight failed: {type(exc).__name__}: {exc}", "run with --debug", "unreachable")]
