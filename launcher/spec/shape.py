@@ -18,6 +18,7 @@ class MambaShape(BaseModel):
     n_groups: int = 1
     conv_kernel: int = 4
     state_dtype_bytes: float = 4.0  # fp32 SSM state by default
+    conv_dtype_bytes: float = 2.0  # the conv state is kept in the model dtype (bf16)
 
 
 class MlaShape(BaseModel):
