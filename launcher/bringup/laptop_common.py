@@ -1,8 +1,9 @@
 """Shared by the laptop bring-ups (Ollama, LM Studio, llama.cpp): the progress events they emit,
 bounded waits on an injectable clock, NDJSON streams, and the local runtime.
 
-progress: a callable taking one `Step`. `Step.stage` is "start", "wait", "pull", "create", "load",
-"measure" or "ready"; pull steps carry bytes `completed`/`total`, `percent` and `rate` (bytes/s).
+Progress goes through `Reporter`: a launcher.watch.Progress (as the pipeline passes) or a callable
+taking one `Step`. `Step.stage` is "start", "wait", "pull", "create", "load", "measure" or "ready";
+pull steps carry bytes `completed`/`total`, `percent` and `rate` (bytes/s).
 """
 from __future__ import annotations
 
@@ -39,9 +40,64 @@ class Clock:
         time.sleep(seconds)
 
 
-def emit(progress: Callable[[Step], None] | None, stage: str, detail: str = "", **kw) -> None:
-    if progress is not None:
-        progress(Step(stage, detail, **kw))
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+class Reporter:
+    """Where a laptop bring-up reports to. `progress` may be
+    - a launcher.watch.Progress (what the pipeline passes; `.stage(Stage, elapsed)`, `.note(text)`),
+    - a plain callable taking a `Step` (tests, scripts),
+    - None: launcher.watch.default_progress(), closed by `close()`.
+    Warnings go through `.note("warning: …")` on a Progress, else launcher.ui.warn."""
+
+    def __init__(self, progress, clock: "Clock", title: str = ""):
+        self.clock, self.t0 = clock, clock.now()
+        self.own = progress is None
+        if progress is None:
+            from launcher.watch import default_progress
+
+            progress = default_progress(title)
+        self.progress = progress
+        self.is_watch = hasattr(progress, "stage") and hasattr(progress, "note")
+        self.warnings: list[str] = []
+
+    def step(self, stage: str, detail: str = "", **kw) -> None:
+        st = Step(stage, detail, **kw)
+        if not self.is_watch:
+            self.progress(st)
+            return
+        from launcher.engines.vllm_logs import Stage
+
+        text = detail
+        if st.total:
+            text += f"  {human_bytes(st.completed or 0)}/{human_bytes(st.total)}"
+            if st.rate:
+                text += f"  {human_bytes(st.rate)}/s"
+        self.progress.stage(Stage(stage, st.percent, text), self.clock.now() - self.t0)
+
+    def note(self, text: str) -> None:
+        if self.is_watch:
+            self.progress.note(text)
+        else:
+            self.progress(Step("note", text))
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.is_watch:
+            self.progress.note("warning: " + text)
+        else:
+            from launcher import ui
+
+            ui.warn(text)
+
+    def close(self) -> None:
+        if self.own:
+            self.progress.close()
 
 
 class RateMeter:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from launcher import ui
 from launcher.bringup import ollama_context
-from launcher.bringup.laptop_common import (Clock, RateMeter, emit, get_json, local_runtime, ndjson,
+from launcher.bringup.laptop_common import (Clock, RateMeter, Reporter, get_json, local_runtime, ndjson,
                                             server_handles, wait_until)
 from launcher.deployment import Capacity, Deployment
 from launcher.engines import ollama as eng
@@ -37,13 +36,13 @@ def _version(url: str) -> str | None:
     return body.get("version") if status == 200 and isinstance(body, dict) else None
 
 
-def _start(plan, url: str, timeout: float, clock: Clock, progress) -> str:
+def _start(plan, url: str, timeout: float, clock: Clock, rep: Reporter) -> str:
     proc = plan.head()
     if proc is None or shutil.which(proc.argv[0]) is None:
         raise ServerFailed(f"no Ollama server answers at {url} and `ollama` is not on PATH", where=url,
                            fix=eng.install_hint())
     rt = local_runtime()
-    emit(progress, "start", f"starting {proc.command}")
+    rep.step("start", f"starting {proc.command}")
     handle = rt.start(proc, plan, {})
 
     def died():
@@ -54,11 +53,11 @@ def _start(plan, url: str, timeout: float, clock: Clock, progress) -> str:
                          what="ollama serve", where=f"{plan.endpoint}/api/version",
                          fix="see the log above; `ollama serve` by hand shows the same", died=died,
                          log_tail=lambda: list(rt.logs(handle, tail=20)),
-                         on_wait=lambda s: emit(progress, "wait", f"waiting for ollama serve ({s:.0f} s)"))
+                         on_wait=lambda s: rep.step("wait", f"waiting for ollama serve ({s:.0f} s)"))
     return str(version)
 
 
-def _pull(c, model: str, progress, clock: Clock, url: str, where: str) -> None:
+def _pull(c, model: str, rep: Reporter, clock: Clock, url: str, where: str) -> None:
     state = eng.PullState()
     meter = RateMeter(clock)
     for obj in ndjson(c, "POST", "/api/pull", {"model": model}):
@@ -71,7 +70,7 @@ def _pull(c, model: str, progress, clock: Clock, url: str, where: str) -> None:
             raise RuntimeFailure(f"pulling '{model}' failed: {state.error}", where=f"{url}/api/pull",
                                  fix="check the network and disk space, then retry")
         total = state.total
-        emit(progress, "pull", state.status, completed=state.completed if total else None, total=total,
+        rep.step("pull", state.status, completed=state.completed if total else None, total=total,
              rate=meter.update(state.completed) if total else None)
     if not state.success:
         raise RuntimeFailure(f"pulling '{model}' ended without success (last status: {state.status!r})",
@@ -119,11 +118,19 @@ def _load(c, name: str, keep_alive: str | None, url: str, timeout: float) -> Non
 
 def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
        clock: Clock | None = None) -> Deployment:
+    clock = clock or Clock()
+    rep = Reporter(progress, clock, f"{plan.recipe}: ")
+    try:
+        return _up(plan, recipe, replace=replace, timeout=timeout, rep=rep, clock=clock)
+    finally:
+        rep.close()
+
+
+def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, clock: Clock) -> Deployment:
     from launcher import http
     from launcher.capacity_read import capacity_from_ollama_ps
     from launcher.laptop_mem import free_bytes
 
-    clock = clock or Clock()
     timeout = float(timeout or plan.startup_timeout)
     o = recipe.ollama
     url = server_url(plan, recipe)
@@ -134,9 +141,9 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
     version = _version(url)
     attached = version is not None
     if not attached:
-        version = _start(plan, url, timeout, clock, progress)
+        version = _start(plan, url, timeout, clock, rep)
         url = plan.endpoint
-    emit(progress, "start", f"Ollama {version} at {url}")
+    rep.step("start", f"Ollama {version} at {url}")
     started_env = {} if attached else (plan.head().env if plan.head() else {})
     parallel = int(started_env.get("OLLAMA_NUM_PARALLEL") or os.environ.get("OLLAMA_NUM_PARALLEL")
                    or o.num_parallel)
@@ -146,13 +153,13 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
         base = recipe.model
         _, tags = get_json(c, "/api/tags")
         if eng.tags_entry(tags or {}, base) is None:
-            emit(progress, "pull", f"pulling {base}")
-            _pull(c, base, progress, clock, url, where)
+            rep.step("pull", f"pulling {base}")
+            _pull(c, base, rep, clock, url, where)
             _, tags = get_json(c, "/api/tags")
         show = _show(c, base, url)
         caps = eng.capabilities(show)
         if caps is None:
-            ui.warn(f"Ollama {version} does not report model capabilities: cannot check that {base} calls tools")
+            rep.warn(f"Ollama {version} does not report model capabilities: cannot check that {base} calls tools")
         elif "tools" not in caps:
             raise InputError(f"model '{base}' cannot call tools (Ollama lists its capabilities as "
                              f"{', '.join(caps) or 'none'}); coding agents need tool calls",
@@ -163,32 +170,32 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
         free, free_how = free_bytes()
         _, ps = get_json(c, "/api/ps")
         free += sum(float(m.get("size") or 0) for m in (ps or {}).get("models") or [])  # Ollama evicts these
-        choice = ollama_context.choose(o.context, model_info=show.get("model_info") or {}, weights=weights,
+        choice = ollama_context.choose(o.context, show=show, weights=weights,
                                        free=free, free_how=free_how, parallel=parallel, kv_type=kv_type,
                                        where=f"{where}: ollama.context")
         for w in choice.warnings or []:
-            ui.warn(w)
+            rep.warn(w)
         name = (recipe.served_name if recipe.served_name and recipe.served_name != base
                 else eng.derived_name(base, choice.num_ctx))
-        emit(progress, "create", f"creating {name} (num_ctx {choice.num_ctx}: {choice.reason})")
+        rep.step("create", f"creating {name} (num_ctx {choice.num_ctx}: {choice.reason})")
         _create(c, name, base, choice.num_ctx, url)
-        emit(progress, "load", f"loading {name}")
+        rep.step("load", f"loading {name}")
         _load(c, name, o.keep_alive, url, timeout)
-        emit(progress, "measure", "reading /api/ps")
+        rep.step("measure", "reading /api/ps")
         _, ps = get_json(c, "/api/ps")
     cap = capacity_from_ollama_ps(ps, name, parallel=parallel)
     if cap.max_model_len is None:
-        ui.warn(f"Ollama {version} does not report the loaded context (/api/ps context_length needs "
+        rep.warn(f"Ollama {version} does not report the loaded context (/api/ps context_length needs "
                 f"0.9.7+): assuming the requested {choice.num_ctx}")
         cap = Capacity(kv_tokens=choice.num_ctx * parallel, max_concurrency=float(parallel),
                        max_model_len=choice.num_ctx, slots=parallel,
                        source=f"requested num_ctx (Ollama {version} reports no context_length)")
     elif cap.max_model_len < choice.num_ctx:
-        ui.warn(f"Ollama loaded {name} with a {cap.max_model_len}-token context, not the {choice.num_ctx} "
+        rep.warn(f"Ollama loaded {name} with a {cap.max_model_len}-token context, not the {choice.num_ctx} "
                 f"asked for (it steps down when memory is short); using {cap.max_model_len}")
     low = eng.low_context_warning(cap.max_model_len)
     if low:
-        ui.warn(low)
-    emit(progress, "ready", f"{name}: context {cap.max_model_len}")
+        rep.warn(low)
+    rep.step("ready", f"{name}: context {cap.max_model_len}")
     return Deployment(recipe=plan.recipe, engine="ollama", base_url=url + "/v1", model=name,
                       plan_hash=plan.hash, attached=attached, capacity=cap, version=version)

@@ -1,11 +1,11 @@
 """Choosing Ollama's num_ctx: the recipe's number (checked against free memory) or `auto`, the
 largest context whose KV cache fits free memory after the weights, times OLLAMA_NUM_PARALLEL, capped
-by the trained length. Ollama's own estimate is used (engines.ollama.kv_bytes_per_token)."""
+by the trained length. The shape comes from /api/show model_info (launcher.modelconfig) and the KV
+bytes from launcher.fit with Ollama's own element sizes (f16 2, q8_0 1, q4_0 0.5)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from launcher.engines import ollama as eng
 from launcher.errors import InputError
 from launcher.laptop_mem import gib
 
@@ -16,9 +16,8 @@ AUTO_FALLBACK = 32768  # when the model's shape is unknown
 class ContextChoice:
     num_ctx: int
     reason: str
-    bytes_per_token: float | None = None
     trained: int | None = None
-    warnings: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def overhead_bytes(weights: float) -> float:
@@ -27,22 +26,36 @@ def overhead_bytes(weights: float) -> float:
     return 0.05 * weights + 512 * 1024 ** 2
 
 
-def choose(requested, *, model_info: dict, weights: float, free: float, free_how: str, parallel: int,
+def _figures(show: dict, kv_type: str | None):
+    from launcher.fit import kv_figures
+    from launcher.modelconfig import shape_from_ollama_show
+
+    try:
+        shape = shape_from_ollama_show(show)
+    except (InputError, KeyError, TypeError, ValueError):
+        return None, None
+    return kv_figures(shape, kv_type or "f16", engine="ollama"), shape.trained_context
+
+
+def choose(requested, *, show: dict, weights: float, free: float, free_how: str, parallel: int,
            kv_type: str | None, where: str) -> ContextChoice:
     """requested: an int or "auto". Raises InputError when the context cannot fit in memory."""
-    bpt = eng.kv_bytes_per_token(model_info, kv_type)
-    trained = eng.trained_context(model_info)
+    figs, trained = _figures(show, kv_type)
     over = overhead_bytes(weights)
-    warnings: list[str] = []
+    room = free - weights - over
     kv_note = f"KV {kv_type or 'f16'}, {parallel} parallel"
+
+    def largest() -> int:
+        return figs.largest_context(max(0.0, room), parallel, cap=trained, granularity=1024) if room > 0 else 0
+
     if requested == "auto":
-        if bpt is None:
+        if figs is None:
             ctx = min(trained or AUTO_FALLBACK, AUTO_FALLBACK)
-            warnings.append(f"model_info lacks the attention shape: cannot size the context from memory, "
-                            f"using {ctx}; set ollama.context to a number to choose")
-            return ContextChoice(ctx, "fallback (shape unknown)", None, trained, warnings)
-        ctx = eng.fit_context(free, weights, bpt, parallel=parallel, trained=trained, overhead_bytes=over)
-        if ctx >= 16384:
+            return ContextChoice(ctx, "fallback (shape unknown)", trained, [
+                f"/api/show model_info lacks the attention shape: cannot size the context from memory, "
+                f"using {ctx}; set ollama.context to a number to choose"])
+        ctx = largest()
+        if ctx >= 16384 and ctx != trained:
             ctx -= ctx % 8192  # a round figure (the derived model's name says it: -136k)
         if ctx < 2048:
             raise InputError(
@@ -51,22 +64,24 @@ def choose(requested, *, model_info: dict, weights: float, free: float, free_how
                 fix="close other programs, pick a smaller model or quantization, or lower "
                     "OLLAMA_NUM_PARALLEL / set ollama.kv_cache_type: q8_0")
         capped = trained is not None and ctx == trained
-        reason = (f"auto: {'the trained length ' if capped else 'largest that fits '}{ctx} "
-                  f"({gib(free)} free, weights {gib(weights)}, {bpt / 1024:.0f} KiB/token, {kv_note})")
-        return ContextChoice(ctx, reason, bpt, trained, warnings)
+        reason = (f"auto: {'the trained length' if capped else 'the largest that fits'} "
+                  f"({gib(free)} free, weights {gib(weights)}, "
+                  f"{figs.full_bytes_per_token / 1024:.0f} KiB/token, {kv_note})")
+        return ContextChoice(ctx, reason, trained)
     ctx = int(requested)
+    warnings = []
     if trained and ctx > trained:
         warnings.append(f"ollama.context {ctx} is above the model's trained length {trained}: "
                         f"quality drops past it")
-    if bpt is not None:
-        need = weights + over + eng.kv_bytes(ctx, bpt, parallel)
+    if figs is not None:
+        kv = figs.seq_bytes(ctx, per_gpu=False) * parallel
+        need = weights + over + kv
         if need > free:
-            fits = eng.fit_context(free, weights, bpt, parallel=parallel, trained=trained, overhead_bytes=over)
+            fits = largest()
             raise InputError(
-                f"ollama.context {ctx} needs about {gib(need)} (weights {gib(weights)} + KV "
-                f"{gib(eng.kv_bytes(ctx, bpt, parallel))} for {kv_note} + buffers) but {gib(free)} is free "
-                f"({free_how})", where=where,
-                fix=(f"lower ollama.context to {fits} or less, or use `context: auto`" if fits
+                f"ollama.context {ctx} needs about {gib(need)} (weights {gib(weights)} + KV {gib(kv)} for "
+                f"{kv_note} + buffers) but {gib(free)} is free ({free_how})", where=where,
+                fix=(f"lower ollama.context to {fits} or less, or use `context: auto`" if fits >= 2048
                      else "this model does not fit: pick a smaller model or quantization")
                 + " (ollama.kv_cache_type: q8_0 halves the KV)")
-    return ContextChoice(ctx, f"recipe ollama.context {ctx}", bpt, trained, warnings)
+    return ContextChoice(ctx, f"recipe ollama.context {ctx}", trained, warnings)

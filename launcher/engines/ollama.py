@@ -2,8 +2,8 @@
 derived model created with /api/create (OpenAI-compatible clients cannot set num_ctx).
 
 Besides the command, this module holds the pure parts of driving Ollama: where the server is
-(OLLAMA_HOST), the /api/pull NDJSON stream, /api/show's capabilities and model_info, Ollama's own
-KV-cache estimate, the largest context that fits, and the derived model's name. Nothing here does I/O.
+(OLLAMA_HOST), the /api/pull NDJSON stream, /api/show's capabilities and parameters, and the derived
+model's name (the KV math lives in launcher.fit, the shape in launcher.modelconfig). Nothing here does I/O.
 Facts: ../shared/reference/laptop-engines.md.
 """
 from __future__ import annotations
@@ -15,8 +15,6 @@ from launcher.engines.base import Engine, NodeCtx, ProcSpec, _url_host
 
 DEFAULT_PORT = 11434
 AGENT_MIN_CONTEXT = 65536  # below this coding agents degrade (tool schemas + prompt + files)
-# Ollama's own rounding of the KV-cache element size (llama.cpp's q8_0 is really 1.0625 bytes).
-KV_TYPE_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 
 
 class Ollama(Engine):
@@ -152,61 +150,6 @@ def parse_parameters(text: str | None) -> dict[str, list[str]]:
     return out
 
 
-def _arch_key(info: dict, name: str):
-    arch = info.get("general.architecture")
-    return info.get(f"{arch}.{name}") if arch else None
-
-
-def trained_context(model_info: dict) -> int | None:
-    v = _arch_key(model_info or {}, "context_length")
-    return int(v) if v else None
-
-
-def kv_bytes_per_token(model_info: dict, kv_type: str | None = "f16") -> float | None:
-    """Ollama's own KV estimate per token of context, one sequence: Σ over attention layers of
-    (key_length + value_length) × head_count_kv[layer] × bytes. Layers with head_count_kv 0 are
-    recurrent (no per-token KV). key/value lengths default to embedding_length / head_count.
-    Sliding-window layers are counted at full length (an upper bound). None when model_info lacks
-    the shape."""
-    info = model_info or {}
-    layers = _arch_key(info, "block_count")
-    heads = _arch_key(info, "attention.head_count")
-    kv_heads = _arch_key(info, "attention.head_count_kv")
-    emb = _arch_key(info, "embedding_length")
-    if not layers:
-        return None
-    if isinstance(heads, list):
-        heads = max((h for h in heads if h), default=0)
-    default_dim = (int(emb) // int(heads)) if emb and heads else None
-    k = _arch_key(info, "attention.key_length") or default_dim
-    v = _arch_key(info, "attention.value_length") or default_dim
-    if kv_heads is None:
-        kv_heads = heads
-    if not (k and v) or kv_heads is None:
-        return None
-    per_layer = kv_heads if isinstance(kv_heads, list) else [kv_heads] * int(layers)
-    bytes_el = KV_TYPE_BYTES.get(kv_type or "f16", 2.0)
-    return float(sum(int(h or 0) for h in per_layer) * (int(k) + int(v)) * bytes_el)
-
-
-def fit_context(free_bytes: float, weights_bytes: float, bytes_per_token: float, *, parallel: int = 1,
-                trained: int | None = None, overhead_bytes: float = 0.0, step: int = 1024) -> int:
-    """The largest context (a multiple of `step`) whose KV cache for `parallel` sequences fits what is
-    left of free memory after the weights and an overhead; capped by the trained length. 0 when
-    nothing fits."""
-    room = free_bytes - weights_bytes - overhead_bytes
-    if room <= 0 or bytes_per_token <= 0:
-        return 0
-    ctx = int(room // (bytes_per_token * max(1, parallel)))
-    if trained:
-        ctx = min(ctx, int(trained))
-    return (ctx // step) * step if ctx >= step else 0
-
-
-def kv_bytes(ctx: int, bytes_per_token: float, parallel: int = 1) -> float:
-    return ctx * bytes_per_token * max(1, parallel)
-
-
 # ---------------------------------------------------------------- the derived model and /api/ps
 
 def derived_name(model: str, num_ctx: int) -> str:
@@ -231,11 +174,11 @@ def tags_entry(tags: dict, model: str) -> dict | None:
     return None
 
 
-def low_context_warning(ctx: int) -> str | None:
+def low_context_warning(ctx: int, server: str = "Ollama", more: str = "") -> str | None:
     """The warning for a context below what coding agents need, with the reason; None at ≥64k."""
     if ctx >= AGENT_MIN_CONTEXT:
         return None
+    more = more or "free memory, use a smaller quantization, or set ollama.kv_cache_type: q8_0"
     return (f"context {ctx} tokens is below 65536: coding agents degrade here. Tool schemas, the system "
-            f"prompt and the files read fill a small window fast, and Ollama drops the oldest tokens "
-            f"without telling the client (a 4096 context silently breaks tool calls). Free memory, "
-            f"use a smaller quantization, or set OLLAMA_KV_CACHE_TYPE=q8_0 to get more.")
+            f"prompt and the files read fill a small window fast, and {server} drops what does not fit "
+            f"without telling the client (a 4096 context silently breaks tool calls). To get more: {more}.")

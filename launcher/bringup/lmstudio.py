@@ -1,0 +1,154 @@
+"""Bring up LM Studio: the server at the plan's endpoint (127.0.0.1:1234) or `lms server start`; load
+the model with the recipe's context (REST v1 load, or `lms load --context-length` on a v0-only
+server); read back what was really loaded — LM Studio can silently reduce it — and use that.
+
+`up(plan, recipe, *, replace=False, timeout=None, progress=None, clock=None) -> Deployment`; its
+`model` is the loaded instance id (what /v1/chat/completions takes) and `capacity` the read-back.
+"""
+from __future__ import annotations
+
+import shutil
+
+from launcher.bringup.laptop_common import Clock, Reporter, get_json, local_host, local_runtime, wait_until
+from launcher.deployment import Deployment
+from launcher.engines import lmstudio as eng
+from launcher.engines.ollama import low_context_warning
+from launcher.errors import InputError, RuntimeFailure, ServerFailed
+
+
+def _api(c) -> tuple[str | None, dict | None]:
+    """("v1" | "v0" | "openai" | None, models document) — which REST API answers."""
+    for version, path in (("v1", "/api/v1/models"), ("v0", "/api/v0/models")):
+        status, body = get_json(c, path)
+        if status == 200 and isinstance(body, dict):
+            return version, body
+    status, body = get_json(c, "/v1/models")
+    return ("openai", None) if status == 200 else (None, None)
+
+
+def _models(c, api: str) -> dict:
+    status, body = get_json(c, "/api/v1/models" if api == "v1" else "/api/v0/models")
+    return body if status == 200 and isinstance(body, dict) else {}
+
+
+def _start(plan, c, url: str, timeout: float, clock: Clock, rep: Reporter):
+    if shutil.which("lms") is None:
+        raise ServerFailed(f"no LM Studio server answers at {url} and `lms` is not on PATH", where=url,
+                           fix=eng.install_hint())
+    argv = eng.server_start_argv(int(url.rsplit(":", 1)[1]))
+    rep.step("start", "starting " + " ".join(argv))
+    res = local_runtime().run(local_host(plan), argv, timeout=min(timeout, 120.0))
+    if res.code != 0:
+        raise ServerFailed(f"`{' '.join(argv)}` failed (exit {res.code}): "
+                           f"{(res.stderr or res.stdout).strip()[-300:]}", where=url,
+                           fix="open the LM Studio app once (it sets up the daemon), then retry")
+    return wait_until(lambda: _api(c)[0] and _api(c), timeout=timeout, clock=clock, what="lms server start",
+                      where=f"{url}/api/v1/models", fix="check LM Studio's Developer tab / `lms server status`",
+                      on_wait=lambda s: rep.step("wait", f"waiting for LM Studio ({s:.0f} s)"))
+
+
+def _load(c, plan, api: str, key: str, ctx: int, gpu, url: str, timeout: float) -> str | None:
+    """Load; returns the instance id the server named (None for the CLI path)."""
+    import httpx
+
+    if api == "v1":
+        try:
+            resp = c.post("/api/v1/models/load", json=eng.load_body(key, ctx),
+                          timeout=httpx.Timeout(timeout, connect=5.0))
+        except httpx.TimeoutException:
+            raise ServerFailed(f"loading {key} took longer than {timeout:g} s", where=f"{url}/api/v1/models/load",
+                               fix="raise startup_timeout or lower lmstudio.context") from None
+        if resp.status_code != 200:
+            raise ServerFailed(f"LM Studio could not load {key} with context {ctx}: {resp.text[:300]}",
+                               where=f"{url}/api/v1/models/load",
+                               fix="lower lmstudio.context, free memory, or load it in the app to see why")
+        return resp.json().get("instance_id")
+    if shutil.which("lms") is None:
+        raise RuntimeFailure(f"this LM Studio ({api} API) cannot load models over REST and `lms` is not on PATH",
+                             where=url, fix="update LM Studio to 0.4+, or " + eng.install_hint())
+    argv = eng.load_argv(key, ctx, gpu=gpu)
+    res = local_runtime().run(local_host(plan), argv, timeout=timeout)
+    if res.code != 0:
+        raise ServerFailed(f"`{' '.join(argv)}` failed (exit {res.code}): {(res.stderr or res.stdout).strip()[-300:]}",
+                           where=url, fix="lower lmstudio.context or free memory")
+    return None
+
+
+def _unload(c, api: str, key: str, doc: dict) -> None:
+    row = eng.find_model(doc, key) or {}
+    for inst in row.get("loaded_instances") or []:
+        if api == "v1" and inst.get("id"):
+            c.post("/api/v1/models/unload", json={"instance_id": inst["id"]})
+
+
+def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
+       clock: Clock | None = None) -> Deployment:
+    clock = clock or Clock()
+    rep = Reporter(progress, clock, f"{plan.recipe}: ")
+    try:
+        return _up(plan, recipe, replace=replace, timeout=timeout, rep=rep, clock=clock)
+    finally:
+        rep.close()
+
+
+def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, clock: Clock) -> Deployment:
+    from launcher import auth, http
+    from launcher.capacity_read import capacity_from_lmstudio
+
+    timeout = float(timeout or plan.startup_timeout)
+    o = recipe.lmstudio
+    url = plan.endpoint
+    headers = http.bearer(auth.resolve(recipe.api_key, where=plan.recipe_path)) if recipe.api_key else {}
+    key = recipe.model
+    with http.client(base_url=url, retries=0, read=60.0, headers=headers) as c:
+        api, doc = _api(c)
+        attached = api is not None
+        if not attached:
+            api, doc = _start(plan, c, url, timeout, clock, rep)
+        if api == "openai":
+            raise RuntimeFailure(f"the server at {url} answers /v1/models but not LM Studio's REST API "
+                                 f"(/api/v1 or /api/v0)", where=url,
+                                 fix="update LM Studio to 0.3.6+ (0.4+ for loading over REST), or use "
+                                     "engine: openai to attach without managing the context")
+        rep.step("start", f"LM Studio ({api} REST API) at {url}")
+        row = eng.find_model(doc, key)
+        if row is None:
+            have = ", ".join(r.get("key") or r.get("id") or "?" for r in eng.rows(doc)
+                             if r.get("type") in ("llm", "vlm", None)) or "none"
+            raise InputError(f"LM Studio has no model '{key}' (downloaded: {have})", where=f"{plan.recipe_path}: model",
+                             fix=f"download it with `lms get {key}` (or in the app), or fix `model:`")
+        if eng.trained_for_tools(row) is False:
+            rep.warn(f"LM Studio says {key} was not trained for tool use: tool calls may be unreliable")
+        trained = eng.max_context(row)
+        want = (trained or 32768) if o.context == "auto" else int(o.context)
+        if trained and want > trained:
+            rep.warn(f"lmstudio.context {want} is above {key}'s trained length {trained}; asking for {trained}")
+            want = trained
+        now = eng.loaded(doc, key)
+        if now and now[1] == want and not replace:
+            instance = now[0]
+            rep.step("load", f"{key} already loaded with context {want}")
+        else:
+            if now:
+                _unload(c, api, key, doc)
+            rep.step("load", f"loading {key} with context {want}")
+            instance = _load(c, plan, api, key, want, o.gpu, url, timeout)
+        rep.step("measure", "reading back the loaded context")
+        doc = _models(c, api)
+    got = eng.loaded(doc, instance or key) or eng.loaded(doc, key)
+    if got is None:
+        raise ServerFailed(f"LM Studio reports {key} as not loaded after loading it", where=f"{url}/api/{api}/models",
+                           fix="check LM Studio's log (Developer tab) for why it unloaded")
+    instance, ctx = got
+    cap = capacity_from_lmstudio(doc, instance)
+    if cap.max_model_len is None:
+        cap = capacity_from_lmstudio(doc, key)
+    if ctx < want:
+        rep.warn(f"LM Studio loaded {key} with a {ctx}-token context, not the {want} asked for (it reduces the "
+                f"context silently when memory is short); using {ctx}")
+    low = low_context_warning(ctx, "LM Studio", "free memory, lower the GPU offload, or use a smaller quantization")
+    if low:
+        rep.warn(low)
+    rep.step("ready", f"{instance}: context {ctx}")
+    return Deployment(recipe=plan.recipe, engine="lmstudio", base_url=url + "/v1", model=instance,
+                      plan_hash=plan.hash, attached=attached, capacity=cap, version=api)
