@@ -79,12 +79,13 @@ class Progress:
         pass
 
 
-def _stage_text(st: Stage | None, elapsed: float) -> str:
+def _stage_text(st: Stage | None, elapsed: float | None = None) -> str:
+    clock = f"  {elapsed:.0f}s" if elapsed is not None else ""
     if st is None:
-        return f"waiting for the server  {elapsed:5.0f}s"
-    pct = f" {st.percent:3.0f}%" if st.percent is not None else ""
+        return f"waiting for the server{clock}"
+    pct = f" {st.percent:.0f}%" if st.percent is not None else ""
     detail = f" ({st.detail})" if st.detail else ""
-    return f"{st.label}{pct}{detail}  {elapsed:5.0f}s"
+    return f"{st.label}{pct}{detail}{clock}"
 
 
 class LineProgress(Progress):
@@ -99,7 +100,7 @@ class LineProgress(Progress):
         if key == self._last:
             return
         self._last = key
-        self._write(f"[{elapsed:6.1f}s] {_stage_text(st, elapsed).rsplit('  ', 1)[0]}")
+        self._write(f"[{elapsed:6.1f}s] {_stage_text(st)}")
 
     def note(self, text: str) -> None:
         self._write(text)

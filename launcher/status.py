@@ -1,0 +1,181 @@
+"""`launch status` data: every deployment probed concurrently (health, model, KV usage, requests,
+tokens/s from two /metrics samples, GPU memory).
+
+Metric names: ../shared/reference/vllm.md ("/metrics"): vllm:kv_cache_usage_perc (older
+vllm:gpu_cache_usage_perc), vllm:num_requests_running / _waiting, vllm:generation_tokens_total.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+([-+]?[\d.eE+-]+|NaN|[+-]?Inf)\s*$", re.M)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text → {metric name: value summed over label sets} (engines and models add up)."""
+    out: dict[str, float] = {}
+    for m in _SAMPLE.finditer(text or ""):
+        try:
+            v = float(m.group(3))
+        except ValueError:
+            continue
+        out[m.group(1)] = out.get(m.group(1), 0.0) + v
+    return out
+
+
+def kv_usage_percent(metrics: dict[str, float]) -> float | None:
+    for name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"):
+        if name in metrics:
+            v = metrics[name]
+            return round(v * 100 if v <= 1.0 else v, 1)
+    return None
+
+
+def tokens_per_second(a: dict[str, float], b: dict[str, float], dt: float) -> float | None:
+    name = "vllm:generation_tokens_total"
+    if name not in a or name not in b or dt <= 0:
+        return None
+    return round(max(0.0, b[name] - a[name]) / dt, 1)
+
+
+@dataclass
+class EndpointStatus:
+    name: str  # recipe name or the inventory host
+    endpoint: str
+    served: str | None = None
+    source: str = "launch"  # launch | inventory
+    runtime: str = ""
+    plan_hash: str = ""
+    processes: list[dict] = field(default_factory=list)
+    healthy: bool = False
+    health: str = "unknown"  # ok | down | unhealthy (503) | refused | …
+    models: list[str] = field(default_factory=list)
+    kv_usage_pct: float | None = None
+    running: int | None = None
+    waiting: int | None = None
+    tokens_per_s: float | None = None
+    gpus: list[dict] = field(default_factory=list)
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+async def _probe_one(st: EndpointStatus, key: str | None, sample_s: float) -> None:
+    import httpx
+
+    from launcher.http import async_client, bearer
+
+    async with async_client(connect=2.0, read=5.0, headers=bearer(key)) as c:
+        try:
+            r = await c.get(st.endpoint + "/health")
+        except httpx.ConnectError:
+            st.health = "refused (not running, or still loading)"
+            return
+        except httpx.HTTPError as exc:
+            st.health = f"no answer ({type(exc).__name__})"
+            return
+        st.healthy = r.status_code == 200
+        st.health = "ok" if st.healthy else f"HTTP {r.status_code}"
+        try:
+            r = await c.get(st.endpoint + "/v1/models")
+            if r.status_code == 200:
+                st.models = [m.get("id") for m in r.json().get("data", [])]
+            elif r.status_code == 401:
+                st.note = "/v1/models needs the API key"
+        except (httpx.HTTPError, ValueError):
+            pass
+        try:
+            t0 = time.monotonic()
+            a = parse_metrics((await c.get(st.endpoint + "/metrics")).text)
+            await asyncio.sleep(sample_s)
+            b = parse_metrics((await c.get(st.endpoint + "/metrics")).text)
+            dt = time.monotonic() - t0
+        except httpx.HTTPError:
+            return
+        st.kv_usage_pct = kv_usage_percent(b)
+        if "vllm:num_requests_running" in b:
+            st.running = int(b["vllm:num_requests_running"])
+        if "vllm:num_requests_waiting" in b:
+            st.waiting = int(b["vllm:num_requests_waiting"])
+        st.tokens_per_s = tokens_per_second(a, b, dt)
+
+
+def _gpus(runtime_name: str, host: dict) -> list[dict]:
+    """GPU memory via launcher.probe (best effort: status never fails on a GPU query)."""
+    try:
+        from launcher import probe, runtimes
+
+        fn = getattr(probe, "gpus", None)
+        if fn is None:
+            return []
+        found = fn(runtimes.get(runtime_name), host) or []
+        out = []
+        for g in found:
+            d = g if isinstance(g, dict) else (asdict(g) if hasattr(g, "__dataclass_fields__") else vars(g))
+            out.append({k: d.get(k) for k in ("index", "name", "memory_used_mib", "memory_total_mib",
+                                              "memory_gib", "unified") if k in d})
+        return out
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: bool = True) -> list[EndpointStatus]:
+    """Find launch's deployments (and, with an inventory, its hosts' watch URLs) and probe them all at once."""
+    from launcher.deploy import find_deployments
+    from launcher.errors import LauncherError
+
+    rows: list[EndpointStatus] = []
+    keys: list[str | None] = []
+    inv_hosts: dict[str, dict] = {}
+    if inventory:
+        from launcher.spec.load import load_inventory
+
+        inv = load_inventory(inventory).spec
+        inv_hosts = {n: h.model_dump(mode="json") for n, h in inv.hosts.items()}
+    for f in find_deployments():
+        procs = f.to_json()["processes"]
+        if inv_hosts and not any(p["host"] in inv_hosts for p in procs):
+            continue
+        st = EndpointStatus(name=f.recipe, endpoint="", runtime=f.runtime, plan_hash=",".join(f.plan_hashes),
+                            processes=procs)
+        key = None
+        try:
+            from launcher.plan import build_for
+
+            _, plan = build_for(f.recipe)
+            st.endpoint, st.served = plan.endpoint, plan.served_name
+            if plan.hash not in f.plan_hashes:
+                st.note = f"the recipe changed since the start (plan now {plan.hash}): `launch up --replace`"
+            if plan.api_key is not None:
+                from launcher.auth import resolve
+
+                try:
+                    key = resolve(plan.api_key)
+                except LauncherError:
+                    key = None
+            if with_gpus:
+                for h in {p["host"] for p in procs}:
+                    host = {**plan.hosts.get(h, {}), "name": h}
+                    st.gpus += [{"host": h, **g} for g in _gpus(f.runtime, host)]
+        except LauncherError as exc:
+            st.note = f"recipe not found any more ({exc.what})"
+        rows.append(st)
+        keys.append(key)
+    known = {r.endpoint for r in rows}
+    for name, h in inv_hosts.items():
+        for url in ((h.get("watch") or {}).get("url") or []) if isinstance((h.get("watch") or {}).get("url"), list) \
+                else [((h.get("watch") or {}).get("url"))]:
+            if url and url.rstrip("/") not in known:
+                rows.append(EndpointStatus(name=name, endpoint=url.rstrip("/"), source="inventory"))
+                keys.append(None)
+
+    async def _all():
+        await asyncio.gather(*[_probe_one(r, k, sample_s) for r, k in zip(rows, keys) if r.endpoint])
+
+    if rows:
+        asyncio.run(_all())
+    return rows
