@@ -116,20 +116,20 @@ class VllmLogCapacity:
             max_len = self.auto_fit[1]
         kv: int | None = None
         source = "vllm log"
+        exact = self.kv_tokens_line
+        if exact is None and self.gpu_blocks is not None:
+            exact = self.gpu_blocks * self.block_size
+            source = f"vllm log (V0: {self.gpu_blocks} GPU blocks x {self.block_size})"
         if self.concurrency is not None and self.concurrency_len:
             product = int(round(self.concurrency * self.concurrency_len))
-            if self.kv_tokens_line is not None and _consistent(self.kv_tokens_line, self.concurrency,
-                                                               self.concurrency_len):
-                kv = self.kv_tokens_line  # exact, and agrees with C x M
+            if exact is not None and _consistent(exact, self.concurrency, self.concurrency_len):
+                kv = exact  # exact, and agrees with C x M
             else:
                 # hybrid / multi-group: blocks x block size counts one group; C x M is what fits
                 kv = product
                 source = "vllm log (concurrency x max_model_len)"
-        elif self.kv_tokens_line is not None:
-            kv = self.kv_tokens_line
-        elif self.gpu_blocks is not None:
-            kv = self.gpu_blocks * self.block_size
-            source = f"vllm log (V0: {self.gpu_blocks} GPU blocks x {self.block_size})"
+        elif exact is not None:
+            kv = exact
         conc = self.concurrency
         if conc is None and kv is not None and max_len:
             conc = round(kv / max_len, 2)
