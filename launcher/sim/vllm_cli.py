@@ -7,7 +7,7 @@ vLLM's flags it honours: --host --port --served-model-name --max-model-len (N, 3
 --gpu-memory-utilization --kv-cache-dtype --block-size --api-key --headless; env VLLM_API_KEY.
 Any other flag is accepted and ignored (a tolerant vLLM). Simulator-only knobs come from env:
 LAUNCHER_SIM_KV_TOKENS, LAUNCHER_SIM_LOAD_SECONDS, LAUNCHER_SIM_FAIL, LAUNCHER_SIM_FAULTS,
-LAUNCHER_SIM_LOG_FORMAT, LAUNCHER_SIM_LATENCY_MS, LAUNCHER_SIM_RECORD.
+LAUNCHER_SIM_LOG_FORMAT, LAUNCHER_SIM_LATENCY_MS, LAUNCHER_SIM_RECORD, LAUNCHER_SIM_CRASH_AFTER_S.
 SIGTERM/SIGINT stop it cleanly (exit 0); a failure mode exits 1 like vLLM.
 """
 from __future__ import annotations

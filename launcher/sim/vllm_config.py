@@ -40,6 +40,7 @@ ENV_LOAD_SECONDS = "LAUNCHER_SIM_LOAD_SECONDS"
 ENV_LOG_FORMAT = "LAUNCHER_SIM_LOG_FORMAT"
 ENV_LATENCY_MS = "LAUNCHER_SIM_LATENCY_MS"
 ENV_RECORD = "LAUNCHER_SIM_RECORD"
+ENV_CRASH_AFTER_S = "LAUNCHER_SIM_CRASH_AFTER_S"
 ENV_API_KEY = "VLLM_API_KEY"
 
 VLLM_VERSION = "0.11.2"
@@ -143,4 +144,6 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict:
         out["latency_s"] = float(env[ENV_LATENCY_MS]) / 1000.0
     if env.get(ENV_RECORD):
         out["record"] = env[ENV_RECORD]
+    if env.get(ENV_CRASH_AFTER_S):
+        out["crash_after_s"] = float(env[ENV_CRASH_AFTER_S])
     return out

@@ -156,7 +156,11 @@ def boot_script(cfg, port: int, api_pid: int | None = None, engine_pid: int | No
     yield 0.0, p.eng("default_loader.py:267", f"Loading weights took {weights_s:.2f} seconds")
     yield 0.0, p.eng("gpu_model_runner.py:2653",
                      f"Model loading took 69.53 GiB memory and {weights_s + 0.03 * total + 1.2:.6f} seconds")
-    kv_gib = cfg.kv_tokens * cfg.kv_bytes_per_token / GIB
+    too_small = cfg.fail == "kv-too-small" or mml > cfg.kv_tokens
+    fits = cfg.kv_tokens
+    if cfg.fail == "kv-too-small" and cfg.kv_tokens >= mml:  # forced: the pool holds ~5/8 of one request
+        fits = max(cfg.block_size, (mml * 5 // 8) // cfg.block_size * cfg.block_size)
+    kv_gib = fits * cfg.kv_bytes_per_token / GIB
     if cfg.fail == "no-kv":
         kv_gib = 0.0
     yield 0.15 * total, p.eng("gpu_worker.py:298", f"Available KV cache memory: {kv_gib:.2f} GiB")
@@ -171,8 +175,8 @@ def boot_script(cfg, port: int, api_pid: int | None = None, engine_pid: int | No
             yield 0.0, line
         yield 0.0, ("EXIT", 1)
         return
-    if cfg.fail == "kv-too-small" or mml > cfg.kv_tokens:
-        est = min(cfg.kv_tokens, mml - 1) if cfg.fail == "kv-too-small" else cfg.kv_tokens
+    if too_small:
+        est = fits
         need = mml * cfg.kv_bytes_per_token / GIB
         if cfg.kv_error_format == "v0":
             last = (f"ValueError: The model's max seq len ({mml}) is larger than the maximum number of tokens "
@@ -202,7 +206,7 @@ def boot_script(cfg, port: int, api_pid: int | None = None, engine_pid: int | No
     yield 0.0, p.eng("core.py:210", f"init engine (profile, create kv cache, warmup model) took {0.3 * total + 2.1:.2f} seconds")
     yield 0.0, p.api("loggers.py:147", f"Engine 000: vllm cache_config_info with initialization after "
                                        f"num_gpu_blocks is: {cfg.num_gpu_blocks}")
-    yield 0.05 * total, p.api("api_server.py:1634", "Supported_tasks: ['generate']")
+    yield 0.15 * total, p.api("api_server.py:1634", "Supported_tasks: ['generate']")
     if cfg.enable_auto_tool_choice:
         yield 0.0, p.api("serving_chat.py:139", '"auto" tool choice has been enabled please note that while the '
                                                 "parallel_tool_calls client option is preset for compatibility "
