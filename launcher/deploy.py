@@ -79,6 +79,44 @@ def find_deployments(recipe: str | None = None, *, runtimes=None) -> list[Found]
     return sorted(groups.values(), key=lambda f: (f.recipe, f.runtime))
 
 
+def _meta_path(recipe: str):
+    from launcher import paths, state
+
+    return paths.state_dir() / "deployments" / f"{state.safe_name(recipe)}.json"
+
+
+def remember(plan) -> None:
+    """Note how to reach a deployment (endpoint, served name, key source — never a key value) next to
+    its process records, so `status` can probe it even when the recipe was given as a path."""
+    import json
+    import os
+
+    path = _meta_path(plan.recipe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"recipe": plan.recipe, "recipe_path": plan.recipe_path, "endpoint": plan.endpoint,
+            "served": plan.served_name, "plan_hash": plan.hash, "runtime": plan.runtime,
+            "api_key": plan.api_key.model_dump(exclude_none=True) if plan.api_key else None,
+            "hosts": plan.hosts}
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def forget_deployment(recipe: str) -> None:
+    _meta_path(recipe).unlink(missing_ok=True)
+
+
+def recall(recipe: str) -> dict | None:
+    import json
+
+    try:
+        return json.loads(_meta_path(recipe).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def down(recipe: str, *, runtimes=None) -> list[str]:
     """Stop every process launch started for a recipe (workers first, then the server / Ray head).
     Returns "process@host" for each one stopped; processes launch did not start are never touched."""
@@ -98,4 +136,5 @@ def down(recipe: str, *, runtimes=None) -> list[str]:
             state.forget(h)
             if was_running:
                 stopped.append(f"{h.process}@{h.host}")
+    _meta_path(recipe).unlink(missing_ok=True)
     return stopped

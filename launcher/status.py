@@ -125,7 +125,7 @@ def _gpus(runtime_name: str, host: dict) -> list[dict]:
 
 def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: bool = True) -> list[EndpointStatus]:
     """Find launch's deployments (and, with an inventory, its hosts' watch URLs) and probe them all at once."""
-    from launcher.deploy import find_deployments
+    from launcher.deploy import find_deployments, recall
     from launcher.errors import LauncherError
 
     rows: list[EndpointStatus] = []
@@ -143,26 +143,23 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
         st = EndpointStatus(name=f.recipe, endpoint="", runtime=f.runtime, plan_hash=",".join(f.plan_hashes),
                             processes=procs)
         key = None
-        try:
-            from launcher.plan import build_for
-
-            _, plan = build_for(f.recipe)
-            st.endpoint, st.served = plan.endpoint, plan.served_name
-            if plan.hash not in f.plan_hashes:
-                st.note = f"the recipe changed since the start (plan now {plan.hash}): `launch up --replace`"
-            if plan.api_key is not None:
+        meta = recall(f.recipe)
+        if meta is None:
+            st.note = "no endpoint recorded (started by an older launch?)"
+        else:
+            st.endpoint, st.served = meta["endpoint"], meta.get("served")
+            if meta.get("api_key"):
                 from launcher.auth import resolve
+                from launcher.spec.keysource import KeySource
 
                 try:
-                    key = resolve(plan.api_key)
+                    key = resolve(KeySource(**meta["api_key"]))
                 except LauncherError:
-                    key = None
+                    st.note = "the API key source is not readable here: /v1 checks may answer 401"
             if with_gpus:
                 for h in {p["host"] for p in procs}:
-                    host = {**plan.hosts.get(h, {}), "name": h}
+                    host = {**(meta.get("hosts") or {}).get(h, {}), "name": h}
                     st.gpus += [{"host": h, **g} for g in _gpus(f.runtime, host)]
-        except LauncherError as exc:
-            st.note = f"recipe not found any more ({exc.what})"
         rows.append(st)
         keys.append(key)
     known = {r.endpoint for r in rows}

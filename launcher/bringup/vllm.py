@@ -212,10 +212,10 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
             for w in preflight(plan, rt):
                 progress.note(f"warning: {w}")
         t0 = clock()
-        try:
-            started, server = _start_all(plan, rt, key, progress, timeout, clock)
-        except ServerFailed as exc:
-            raise exc
+        started, server = _start_all(plan, rt, key, progress, timeout, clock)
+        from launcher.deploy import forget_deployment, remember
+
+        remember(plan)
         probe = ReadyProbe(plan.endpoint, plan.served_name, key)
         try:
             res = watch_startup(rt.logs(server, follow=True), exited=_exited_any(rt, started, server),
@@ -224,10 +224,12 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
         except BaseException:
             probe.close()
             stop_all(rt, started)
+            forget_deployment(plan.recipe)
             raise
         probe.close()
         if not res.ready:
             cleaned = stop_all(rt, started)
+            forget_deployment(plan.recipe)
             raise server_failed(plan, res.failure or exit_failure(None, None, False), res.tail, cleaned=cleaned)
         capacity = measure(plan, res.lines, key, res.models)
         progress.note(f"{plan.served_name} ready at {plan.base_url} after {res.elapsed:.1f}s")
