@@ -207,10 +207,12 @@ def _pick_tool(tools: list[dict], tool_choice: Any, prefer: str | None = None) -
     return tools[0]
 
 
-def plan_turn(messages: list[dict], tools: list[dict] | None, tool_choice: Any, budget: int, cfg) -> Turn:
-    """Decide the answer for a chat request. budget = max_tokens (already defaulted)."""
+def plan_turn(messages: list[dict], tools: list[dict] | None, tool_choice: Any, budget: int, cfg,
+              thinking: bool = True) -> Turn:
+    """Decide the answer for a chat request. budget = max_tokens (already defaulted); thinking=False
+    stands for chat_template_kwargs.enable_thinking=false (no reasoning is generated)."""
     faults = cfg.faults
-    reasoning_on = bool(cfg.reasoning_parser)
+    reasoning_on = bool(cfg.reasoning_parser) and thinking
     tools = [t for t in (tools or []) if isinstance(t, dict)]
     last = messages[-1] if messages else {}
     role = last.get("role")
@@ -309,6 +311,7 @@ def _apply_budget(turn: Turn, budget: int) -> None:
     turn.completion_tokens = max(used, 1)
 
 
-def pieces(text: str, size: int = 12) -> list[str]:
-    """Split text into stream deltas of about `size` characters (word-ish boundaries not needed)."""
+def pieces(text: str, size: int = 12, max_pieces: int = 256) -> list[str]:
+    """Split text into stream deltas of about `size` characters (at most max_pieces of them)."""
+    size = max(size, -(-len(text) // max_pieces))
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]

@@ -186,15 +186,16 @@ class VllmHandler(JSONHandler):
             raise ChatRequestError(400, msg)
         return max_tokens if max_tokens is not None else cfg.effective_max_model_len - prompt
 
-    def generate(self, messages: list, tools: list | None, tool_choice: Any, max_tokens: Any):
-        """Validate, plan the turn; returns (turn, prompt_tokens). Wedge: never returns until stop."""
+    def generate(self, messages: list, tools: list | None, tool_choice: Any, max_tokens: Any,
+                 thinking: bool = True):
+        """Validate, plan the turn; returns (turn, prompt_tokens)."""
         sim = self.sim
         if not isinstance(messages, list) or not messages:
             raise ChatRequestError(400, "messages: Field required")
         tool_choice = self.check_tools(tools, tool_choice)
         prompt = count_tokens(messages, tools)
         budget = self.budget(prompt, max_tokens)
-        turn = plan_turn(messages, tools, tool_choice, budget, sim.config)
+        turn = plan_turn(messages, tools, tool_choice, budget, sim.config, thinking=thinking)
         return turn, prompt
 
     def run_engine(self, prompt: int, turn: Turn, steps: int = 4):
@@ -228,7 +229,13 @@ class VllmHandler(JSONHandler):
     def chat_completions(self, body: dict) -> None:
         self.check_model(body)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        turn, prompt = self.generate(body.get("messages"), body.get("tools"), body.get("tool_choice"), max_tokens)
+        if body.get("tool_choice") not in (None, "none") and body.get("tools") is None:
+            # vLLM's ChatCompletionRequest validator
+            raise ChatRequestError(400, "When using `tool_choice`, `tools` must be set.")
+        kwargs = body.get("chat_template_kwargs") or {}
+        thinking = not (isinstance(kwargs, dict) and kwargs.get("enable_thinking") is False)
+        turn, prompt = self.generate(body.get("messages"), body.get("tools"), body.get("tool_choice"), max_tokens,
+                                     thinking=thinking)
         model = body.get("model") or self.sim.listed_model
         cid, created = new_id("chatcmpl-"), int(time.time())
         usage = {"prompt_tokens": prompt, "total_tokens": prompt + turn.completion_tokens,

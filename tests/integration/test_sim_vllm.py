@@ -456,3 +456,24 @@ def test_64_instances_in_one_process():
         assert time.monotonic() - t0 < 5
     time.sleep(0.1)
     assert threading.active_count() <= before + 70  # only lingering keep-alive handler threads
+
+
+def test_tool_choice_needs_tools_and_thinking_switch(sim, client):
+    r = chat(client, sim, {"model": MODEL, "messages": ASK, "tool_choice": "auto"})
+    assert r.status_code == 400 and "`tools` must be set" in r.json()["error"]["message"]
+    msg = chat(client, sim, {"model": MODEL, "messages": ASK,
+                             "chat_template_kwargs": {"enable_thinking": False}}).json()["choices"][0]["message"]
+    assert msg["reasoning"] is None and msg["content"]
+
+
+def test_length_fault_stream_stays_small(client):
+    s = make(faults={"length"})
+    try:
+        with client.stream("POST", s.url + "/v1/chat/completions",
+                           json={"messages": ASK, "tools": WEATHER, "stream": True, "max_tokens": 30000}) as r:
+            chunks = sse_data(r)
+        got, finish, _ = assemble(chunks)
+        assert finish == "length" and not got["calls"] and len(got["reasoning"]) == 120000
+        assert len(chunks) < 300
+    finally:
+        s.stop()
