@@ -120,6 +120,7 @@ class FitReport:
     hosts: list[str]
     gpus_available: int
     memory_gib: float | None
+    memory_source: str
     unified_memory: bool
     utilization: float
     reserve_gib: float | None
@@ -154,9 +155,18 @@ def _largest(fig: F.KvFigures, budget_gib: float | None, sessions: int, cap: int
     return fig.largest_context(max(0.0, budget_gib) * F.GIB, sessions, cap=cap)
 
 
+def local_memory_gib() -> tuple[float, str]:
+    """What a model may use on this machine now (free VRAM + available RAM; launcher.laptop_mem)."""
+    from launcher.laptop_mem import GIB, free_bytes
+
+    n, how = free_bytes()
+    return n / GIB, f"this machine: {how}"
+
+
 def estimate(recipe, inventory=None, *, config_path: str | None = None, memory_gib: float | None = None,
-             hf_cache: str | None = None) -> FitReport:
-    """Everything `launch fit` prints, computed offline."""
+             hf_cache: str | None = None, probe_local: bool = False) -> FitReport:
+    """Everything `launch fit` prints, computed offline. ``probe_local`` reads this machine's free
+    memory when the inventory gives none and every host the recipe uses is local."""
     if hf_cache is None and inventory is not None:
         first = next(iter(inventory.hosts.values()))
         hf_cache = first.hf_cache if first.is_local else None
@@ -172,6 +182,10 @@ def estimate(recipe, inventory=None, *, config_path: str | None = None, memory_g
         fig.dtype = dtype or "f16"
     hosts = hosts_memory(recipe, inventory)
     mem = memory_gib or hosts.memory_gib
+    mem_source = "--memory-gib" if memory_gib else ("inventory gpus.memory_gib" if mem else "")
+    if mem is None and probe_local and inventory is not None and all(
+            inventory.hosts[n].is_local for n in hosts.names):
+        mem, mem_source = local_memory_gib()
     util = (recipe.vllm.gpu_memory_utilization if recipe.vllm and recipe.vllm.gpu_memory_utilization
             else DEFAULT_UTILIZATION)
     w = F.weights_gib(shape, recipe.model)
@@ -187,7 +201,7 @@ def estimate(recipe, inventory=None, *, config_path: str | None = None, memory_g
     rep = FitReport(
         recipe=recipe.name, engine=recipe.engine, model=recipe.model, shape_source=sf.source,
         shape_disagreements=sf.disagreements, tp=tp, hosts=hosts.names, gpus_available=hosts.gpus,
-        memory_gib=mem, unified_memory=hosts.unified, utilization=util, reserve_gib=reserve,
+        memory_gib=mem, memory_source=mem_source, unified_memory=hosts.unified, utilization=util, reserve_gib=reserve,
         weights_gib=w, weights_per_gpu_gib=w_gpu, kv_budget_gib=budget, kv_cache_dtype=fig.dtype,
         kv_bytes_per_token=fig.full_bytes_per_token, kv_bytes_per_token_per_gpu=fig.per_gpu_bytes_per_token,
         sliding_window=fig.window, sliding_bytes_per_token=fig.sliding_bytes_per_token,

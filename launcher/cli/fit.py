@@ -22,14 +22,15 @@ def fit(
         inv = load_inventory(r.hosts, relative_to=loaded.source.path.parent).spec
     else:
         inv = local_inventory()
-    rep = estimate(r, inv, config_path=config, memory_gib=memory_gib)
+    rep = estimate(r, inv, config_path=config, memory_gib=memory_gib, probe_local=True)
     if as_json:
         ui.print_json(rep.to_json())
         return
     rows = [
         ["model", f"{rep.model} (shape from {rep.shape_source})"],
         ["hosts", f"{', '.join(rep.hosts) or 'local'}: {gib(rep.memory_gib)} per GPU"
-                  f"{' (unified)' if rep.unified_memory else ''} x {rep.utilization:g}, TP {rep.tp}"],
+                  f"{' (unified)' if rep.unified_memory else ''} x {rep.utilization:g}, TP {rep.tp}"
+                  + (f" ({rep.memory_source})" if rep.memory_source else "")],
         ["weights", f"{gib(rep.weights_gib)} ({gib(rep.weights_per_gpu_gib)} per GPU)"],
         ["KV cache", f"{rep.kv_cache_dtype}: {human_bytes(rep.kv_bytes_per_token)}/token "
                      f"({human_bytes(rep.kv_bytes_per_token_per_gpu)}/token per GPU)"],
