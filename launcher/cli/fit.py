@@ -50,7 +50,7 @@ def fit(
     if rep.requested_context:
         verdict = {True: "fits", False: "does NOT fit", None: "unknown"}[rep.fits]
         rows.append([rep.requested_field, f"{rep.requested_context:,}: {verdict}"])
-    ui.table(f"fit: {rep.recipe}", ["", ""], rows)
+    ui.table(f"fit: {rep.recipe}", ["", "estimate"], rows)
     for w in rep.warnings:
         ui.warn(w)
     if rep.suggestions:
