@@ -55,10 +55,23 @@ class PowerSpec(Strict):
 class WatchSpec(Strict):
     url: str | list[str]
     reference: str | None = None  # something the watchdog must reach before acting
+    restart: str | None = None  # shell command run over ssh to restart the server (watchdog)
+    recipe: str | None = None  # re-run with `launch up RECIPE` after a power cycle (watchdog)
 
     @property
     def urls(self) -> list[str]:
         return [self.url] if isinstance(self.url, str) else list(self.url)
+
+
+class WatchdogSpec(Strict):
+    """Inventory-wide watchdog settings (`watchdog:`): budgets, brakes and who to alert."""
+
+    max_cycles: int = Field(default=3, ge=0)  # power cycles per node per window
+    window: float = Field(default=6 * 3600, gt=0)  # seconds
+    delay_max: float = Field(default=30, ge=0)  # random delay before acting, seconds
+    pause_file: str | None = None
+    alert_command: str | None = None
+    alert_webhook: str | None = None
 
 
 class Host(Strict):
@@ -90,6 +103,7 @@ class Inventory(Strict):
     description: str = ""
     hosts: dict[str, Host] = Field(min_length=1)
     reference: str | None = None  # the watchdog's reachability reference (gateway)
+    watchdog: WatchdogSpec | None = None
 
     @property
     def gpu_count(self) -> int:
