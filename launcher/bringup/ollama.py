@@ -168,8 +168,12 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
         row = eng.tags_entry(tags or {}, base) or {}
         weights = float(row.get("size") or 0)
         free, free_how = free_bytes()
-        _, ps = get_json(c, "/api/ps")
-        free += sum(float(m.get("size") or 0) for m in (ps or {}).get("models") or [])  # Ollama evicts these
+        if free_how != "LAUNCHER_FREE_MEMORY":  # a measured reading: models Ollama holds now are evictable
+            _, ps = get_json(c, "/api/ps")
+            held = sum(float(m.get("size") or 0) for m in (ps or {}).get("models") or [])
+            if held:
+                free += held
+                free_how += f" + {held / 1024 ** 3:.1f} GiB of models Ollama can unload"
         choice = ollama_context.choose(o.context, show=show, weights=weights,
                                        free=free, free_how=free_how, parallel=parallel, kv_type=kv_type,
                                        where=f"{where}: ollama.context")
