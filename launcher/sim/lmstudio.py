@@ -49,10 +49,11 @@ class LmStudioSim:
         self.server = SimHTTPServer(host, port, _Handler, owner=self)
         self.loop = ServeLoop(self.server, name="sim-lmstudio")
         self.host = host
+        self._port = self.server.port  # kept: still known after stop()
 
     @property
     def port(self) -> int:
-        return self.server.port
+        return self._port
 
     @property
     def url(self) -> str:

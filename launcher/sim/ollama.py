@@ -91,11 +91,12 @@ class OllamaSim:
         self.server = SimHTTPServer(host, port, _Handler, owner=self)
         self.loop = ServeLoop(self.server, name="sim-ollama")
         self.host = host
+        self._port = self.server.port  # kept: still known after stop()
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
     def port(self) -> int:
-        return self.server.port
+        return self._port
 
     @property
     def url(self) -> str:
