@@ -182,7 +182,7 @@ def _pump(lines: Iterable[str], q: queue.Queue) -> None:
 def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], probe: Callable[[], bool],
                   timeout: float, progress: Progress | None = None, clock: Callable[[], float] = time.monotonic,
                   exit_poll: float = 0.5, slow_probe: float = 2.0, fail_grace: float = 5.0,
-                  keep_lines: int = 5000) -> WatchResult:
+                  keep_lines: int = 5000, timeout_label: float | None = None) -> WatchResult:
     """Follow `lines` until ready, failed, exited or timed out.
 
     exited() returns None while every watched process runs, else an object with code, signal,
@@ -229,7 +229,7 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
     while True:
         now = clock()
         if now >= deadline:
-            return result(False, timeout_failure(timeout, reader.stage, reader.api_up))
+            return result(False, timeout_failure(timeout_label or timeout, reader.stage, reader.api_up))
         due = min(deadline, next_probe, next_exit, fail_at if fail_at is not None else deadline)
         try:
             item = q.get(timeout=max(0.0, due - now))

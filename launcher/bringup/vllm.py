@@ -220,7 +220,8 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
         try:
             res = watch_startup(rt.logs(server, follow=True), exited=_exited_any(rt, started, server),
                                 probe=probe, timeout=max(1.0, timeout - (clock() - t0)), progress=progress,
-                                exit_poll=0.25 if plan.runtime == "local" else 2.0, clock=clock)
+                                exit_poll=0.25 if plan.runtime == "local" else 2.0, clock=clock,
+                                timeout_label=timeout)
         except BaseException:
             probe.close()
             stop_all(rt, started)

@@ -171,12 +171,12 @@ def exit_failure(code: int | None, signal: int | None, oom_killed: bool, reason:
 
 def timeout_failure(seconds: float, stage: str | None, api_up: bool) -> Failure:
     if api_up:
-        return Failure("not-ready", f"the API server said it started but was not ready within {seconds:g} s "
+        return Failure("not-ready", f"the API server said it started but was not ready within {seconds:.0f} s "
                        "(/health or /v1/models never answered as expected)",
                        "check the served name (served_name) and the API key; a hung engine (NCCL, GB10) "
                        "needs a restart: `launch down RECIPE` then `launch up RECIPE`")
     last = STAGE_LABELS.get(stage or "", stage or "no stage seen")
-    return Failure("timeout", f"no readiness within {seconds:g} s (last stage: {last})",
+    return Failure("timeout", f"no readiness within {seconds:.0f} s (last stage: {last})",
                    "if the load is just slow (large weights, slow disk, first download), raise --timeout or "
                    "the recipe's startup_timeout; otherwise the log lines below show where it stopped")
 
