@@ -60,8 +60,12 @@ class Report:
         if self.ok:
             w = f", {len(self.warnings)} warning(s)" if self.warnings else ""
             return f"endpoint OK: {len(self.checks)} checks passed{w} in {self.elapsed:.2f} s"
-        names = ", ".join(c.name for c in self.failures)
-        return f"endpoint failed {len(self.failures)} of {len(self.checks)} checks ({names})"
+        failed = [c.name for c in self.checks if c.status == FAIL]
+        not_run = [c.name for c in self.failures if c.status != FAIL]
+        text = f"endpoint failed {len(failed)} of {len(self.checks)} checks ({', '.join(failed)})"
+        if not_run:
+            text += f"; not run for want of a tool call: {', '.join(not_run)}"
+        return text
 
 
 def _transport(exc: Exception) -> tuple[str, str]:
