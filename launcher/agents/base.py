@@ -102,7 +102,9 @@ def key_var(deployment, key_source) -> str | None:
         return None
     if key_source.env:
         return key_source.env
-    return deployment.api_key_env or DEFAULT_KEY_VAR
+    # file:/command: keys reach the agent under launch's own name, never a hosted provider's
+    # (OPENAI_API_KEY would replace the user's own key for OpenAI inside the agent)
+    return DEFAULT_KEY_VAR
 
 
 def resolve_key(key_source, environ: Mapping[str, str], *, agent: str) -> str | None:

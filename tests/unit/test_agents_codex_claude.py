@@ -55,7 +55,7 @@ def test_codex_honours_codex_home_and_quotes_odd_ids(isolated, tmp_path, monkeyp
     res = agents.get("codex").configure(make_dep(limits=None), recipe=r, key_source=r.api_key)
     assert res.path.parent == tmp_path / "ch"
     data = tomllib.loads(res.path.read_text())
-    assert data["model_providers"]['my.prov "x"']["env_key"] == "VLLM_API_KEY"
+    assert data["model_providers"]['my.prov "x"']["env_key"] == "LAUNCHER_API_KEY"
     assert data["model_context_window"] > 0
     assert any("not measured" in n for n in res.notes)
 
@@ -68,7 +68,7 @@ def test_codex_refuses_project_and_prepares_the_profile(isolated, tmp_path):
                                             cwd=None, check_models=False,
                                             environ={"PATH": _bin(tmp_path, "codex") + ":/usr/bin:/bin"})
     assert argv[1:] == ["--profile", "launch-coder-v2", "exec", "hi"]
-    assert env["VLLM_API_KEY"] == SECRET and not any(SECRET in a for a in argv)
+    assert env["LAUNCHER_API_KEY"] == SECRET and not any(SECRET in a for a in argv)
     with pytest.raises(InputError, match="npm install -g @openai/codex"):
         agents.get("codex").prepare(make_dep(), recipe=r, key_source=r.api_key, args=[], cwd=None,
                                     check_models=False, environ={"PATH": str(tmp_path / "none")})

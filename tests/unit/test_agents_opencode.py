@@ -65,7 +65,7 @@ def test_key_references_never_values(isolated, tmp_path):
     assert doc["provider"]["pulsar"]["options"]["apiKey"] == "{file:" + str(keyfile) + "}"
     r = make_recipe(api_key={"command": f"cat {keyfile}"})
     res = configure(recipe=r)
-    assert json.loads(res.text)["provider"]["pulsar"]["options"]["apiKey"] == "{env:VLLM_API_KEY}"
+    assert json.loads(res.text)["provider"]["pulsar"]["options"]["apiKey"] == "{env:LAUNCHER_API_KEY}"
     assert SECRET not in res.path.read_text()
     r = make_recipe(api_key=None)
     res = configure(recipe=r)
@@ -193,7 +193,7 @@ def test_prepare_command_key_goes_to_the_child_env_only(isolated, tmp_path):
     r = make_recipe(api_key={"command": f"cat {keyfile}"})
     argv, child = prepare({"PATH": str(_bin_dir(tmp_path)) + os.pathsep + os.environ["PATH"]}, recipe=r,
                           check_models=False)
-    assert child["VLLM_API_KEY"] == SECRET
+    assert child["LAUNCHER_API_KEY"] == SECRET
     assert not any(SECRET in a for a in argv)
 
 
