@@ -34,9 +34,18 @@ class Clock:
     def now(self) -> float:
         return time.monotonic()
 
+    def wall(self) -> float:
+        """Wall-clock seconds (for budgets kept across restarts)."""
+        return time.time()
+
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(max(0.0, seconds))
 
 
 class FakeClock(Clock):
@@ -49,9 +58,15 @@ class FakeClock(Clock):
     def now(self) -> float:
         return self.t
 
+    def wall(self) -> float:
+        return self.t
+
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.t += max(0.0, seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
 
 
 class Driver(ABC):

@@ -31,7 +31,7 @@ class IpmiDriver(Driver):
     name = "ipmi"
 
     def __init__(self, address: str, *, username: str | None = None, password: str | None = None,
-                 interface: str = "lanplus", timeout: float = 15.0, ipmitool: str = "ipmitool",
+                 interface: str = "lanplus", cipher: int | None = None, timeout: float = 15.0, ipmitool: str = "ipmitool",
                  extra: list[str] | None = None,
                  runner: Callable[[list[str], dict[str, str], float], tuple[int, str, str]] = _run):
         super().__init__(secrets=[password] if password else [])
@@ -40,6 +40,7 @@ class IpmiDriver(Driver):
         self.username = username or "ADMIN"
         self.password = password
         self.interface = interface
+        self.cipher = cipher
         self.timeout = timeout
         self.ipmitool = ipmitool
         self.extra = list(extra or [])
@@ -49,7 +50,10 @@ class IpmiDriver(Driver):
         return f"ipmi {self.host}{':' + self.port if self.port else ''}"
 
     def argv(self, *command: str) -> list[str]:
-        argv = [self.ipmitool, "-I", self.interface, "-H", self.host]
+        argv = [self.ipmitool, "-I", self.interface]
+        if self.cipher is not None:  # e.g. 3 for BMCs (and ipmi_sim) without cipher suite 17
+            argv += ["-C", str(self.cipher)]
+        argv += ["-H", self.host]
         if self.port:
             argv += ["-p", self.port]
         argv += ["-U", self.username]

@@ -1,0 +1,201 @@
+"""The watchdog loop: probe every node concurrently each period, decide, act, journal everything.
+
+Actions (restart, power cycle, alert) run as tasks so one node's cycle never stalls the probes of
+the others; `tick(wait=True)` awaits them (tests, --once). All waiting goes through the clock.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from dataclasses import dataclass, field
+
+from launcher.power.base import Clock, Power
+from launcher.watchdog import decide as D
+from launcher.watchdog.budget import Alerter, Budget, paused, random_delay
+from launcher.watchdog.journal import Journal
+from launcher.watchdog.probes import Observation, Prober, Target
+
+
+@dataclass
+class Node:
+    name: str
+    target: Target
+    power: Power | None = None
+    power_error: str | None = None  # why there is no power driver (shown when it would be needed)
+    reference: str | None = None
+    recipe: str | None = None
+    state: D.NodeState = field(default_factory=D.NodeState)
+    rerun_pending: bool = False
+
+
+class Watchdog:
+    def __init__(self, nodes: list[Node], *, policy: D.Policy | None = None, clock: Clock | None = None,
+                 journal: Journal | None = None, prober: Prober | None = None, reference: str | None = None,
+                 budget: Budget | None = None, alerter: Alerter | None = None, restarter=None,
+                 pause_file: str | None = None, dry_run: bool = False, rng: random.Random | None = None,
+                 rerun=None):
+        self.nodes = {n.name: n for n in nodes}
+        self.policy = policy or D.Policy()
+        self.clock = clock or Clock()
+        self.journal = journal or Journal(None)
+        self.prober = prober or Prober(timeout=self.policy.timeout)
+        self.reference = reference
+        self.budget = budget or Budget(max_cycles=self.policy.max_cycles, window=self.policy.window, wall=self.clock.wall)
+        self.alerter = alerter or Alerter()
+        self.restarter = restarter
+        self.pause_file = pause_file
+        self.dry_run = dry_run
+        self.rng = rng or random.Random()
+        self.rerun = rerun  # (node, recipe) -> str; default runs `launch up RECIPE` in the background
+        self.rounds = 0
+        self.cycles: list[str] = []  # nodes power-cycled (or that would be, in a dry run), in order
+        self._tasks: dict[str, asyncio.Task] = {}
+        now = self.clock.now()
+        for n in self.nodes.values():
+            n.state = D.start(now, self.policy)
+
+    # -- one round ---------------------------------------------------------------------------------
+    async def _references(self) -> dict[str, bool | None]:
+        refs = {n.reference or self.reference for n in self.nodes.values()} - {None}
+        checks = await asyncio.gather(*(self.prober.reachable(r) for r in refs))
+        for c in checks:
+            self.journal.write("reference", None, target=c.target, ok=c.ok, detail=c.detail, elapsed=c.elapsed)
+        return {c.target: c.ok for c in checks}
+
+    def _reference_ok(self, node: Node, refs: dict, obs: dict[str, Observation]) -> bool | None:
+        ref = node.reference or self.reference
+        if ref:
+            return refs.get(ref)
+        others = [o for name, o in obs.items() if name != node.name]
+        if not others:
+            return None
+        return any(o.service_ok or any(c.ok for c in o.checks) for o in others)
+
+    async def tick(self, wait: bool = False) -> list[D.Decision]:
+        self.rounds += 1
+        t0 = self.clock.now()
+        idle = [n for n in self.nodes.values() if n.name not in self._tasks]
+        results, refs = await asyncio.gather(self.prober.probe_all([n.target for n in idle]), self._references())
+        obs = {o.node: o for o in results}
+        now = self.clock.now()
+        is_paused = paused(self.pause_file)
+        decisions = []
+        for o in results:
+            node = self.nodes[o.node]
+            self.journal.write("probe", o.node, **{k: v for k, v in o.to_json().items() if k != "node"})
+            facts = D.Facts(can_restart=bool(self.restarter and self.restarter.can(node.name)),
+                            reference_ok=self._reference_ok(node, refs, obs), paused=is_paused,
+                            budget_left=self.budget.left(node.name))
+            before = node.state.phase
+            node.state, d = D.decide(node.state, o.service_ok, o.ssh_ok, now, self.policy, facts, o.reason)
+            decisions.append(d)
+            if d.action != D.NONE or d.phase != before or not o.service_ok:
+                self.journal.write("decision", node.name, action=d.action, reason=d.reason, phase=d.phase,
+                                   fails=d.fails, dry_run=self.dry_run)
+            if node.rerun_pending and o.ssh_ok:
+                node.rerun_pending = False
+                self._rerun(node)
+            if d.action != D.NONE:
+                self._tasks[node.name] = asyncio.ensure_future(self._act(node, d))
+        self.journal.write("round", None, n=self.rounds, nodes=len(results), ok=sum(o.service_ok for o in results),
+                           wall_s=round(self.clock.now() - t0, 3))
+        if wait:
+            await self.settle()
+        return decisions
+
+    async def settle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def _act(self, node: Node, d: D.Decision) -> None:
+        try:
+            if d.action == D.RESTART:
+                await self._restart(node)
+            elif d.action == D.CYCLE:
+                await self._cycle(node, d)
+            elif d.action == D.ALERT:
+                self._alert(node, "gave-up", d.reason)
+        except Exception as exc:  # noqa: BLE001 - an action failure is journaled, the loop goes on
+            self.journal.write("error", node.name, action=d.action, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._tasks.pop(node.name, None)
+
+    def _alert(self, node: Node, event: str, reason: str) -> None:
+        if self.dry_run:
+            self.journal.write("alert", node.name, event=event, reason=reason, dry_run=True,
+                               would=f"alert via {self.alerter.describe()}")
+            return
+        res = self.alerter.alert(node.name, event, reason)
+        self.journal.write("alert", node.name, event=event, reason=reason, via=res["via"])
+
+    async def _restart(self, node: Node) -> None:
+        what = self.restarter.describe(node.name)
+        if self.dry_run:
+            self.journal.write("restart", node.name, dry_run=True, would=f"run {what}, then re-check")
+            return
+        ok, detail = await asyncio.to_thread(self.restarter.restart, node.name)
+        self.journal.write("restart", node.name, ok=ok, sent=what, result=detail)
+        node.state = D.after_restart(node.state, ok, self.clock.now(), self.policy)
+
+    async def _cycle(self, node: Node, d: D.Decision) -> None:
+        if node.power is None:
+            self._alert(node, "no-power-driver", f"{d.reason}; but no power driver for it "
+                                                 f"({node.power_error or 'no `power:` in the inventory'})")
+            node.state = D.after_cycle(node.state, self.clock.now(), self.policy)
+            return
+        drv = node.power.driver
+        plan = (f"read power state via {drv.describe()}, " + (
+            f"the device's own cycle ({drv.native_cycle_s:g} s off)" if drv.native_cycle_s is not None else
+            f"off, confirm off, wait {self.policy.off_wait:g} s, on") + ", confirm on, then grace "
+            f"{self.policy.grace:g} s" + (f", then `launch up {node.recipe}`" if node.recipe else ""))
+        if self.dry_run:
+            self.cycles.append(node.name)
+            self.journal.write("cycle", node.name, dry_run=True, would=plan, reason=d.reason)
+            node.state = D.after_cycle(node.state, self.clock.now(), self.policy)
+            return
+        delay = random_delay(self.policy.delay_max, self.rng)
+        self.journal.write("delay", node.name, seconds=round(delay, 2), plan=plan)
+        await self.clock.asleep(delay)
+        again = await self.prober.probe(node.target)
+        if again.service_ok:
+            node.state = D.cancel(node.state)
+            self.journal.write("decision", node.name, action="none", reason="answered again during the random delay: not cycling")
+            return
+        self.budget.record(node.name)
+        self.cycles.append(node.name)
+        res = await asyncio.to_thread(node.power.reboot, off_wait=self.policy.off_wait)
+        self.journal.write("cycle", node.name, reason=d.reason, **res.to_json())
+        node.state = D.after_cycle(node.state, self.clock.now(), self.policy)
+        node.rerun_pending = bool(node.recipe) and res.ok
+        if not res.ok:
+            self._alert(node, "cycle-failed", res.message)
+
+    def _rerun(self, node: Node) -> None:
+        if self.rerun is not None:
+            detail = self.rerun(node.name, node.recipe)
+        else:
+            import subprocess
+
+            p = subprocess.Popen([sys.executable, "-m", "launcher.cli.main", "up", node.recipe],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+            detail = f"started `launch up {node.recipe}` (pid {p.pid})"
+        self.journal.write("rerun", node.name, recipe=node.recipe, detail=detail)
+
+    # -- running ------------------------------------------------------------------------------------
+    async def run(self, *, once: bool = False, rounds: int | None = None) -> None:
+        self.journal.write("start", None, nodes=sorted(self.nodes), dry_run=self.dry_run,
+                           policy=self.policy.__dict__, alert=self.alerter.describe())
+        try:
+            n = 0
+            while True:
+                start = self.clock.now()
+                await self.tick(wait=once)
+                n += 1
+                if once or (rounds is not None and n >= rounds):
+                    break
+                await self.clock.asleep(max(0.0, self.policy.period - (self.clock.now() - start)))
+            await self.settle()
+        finally:
+            await self.prober.aclose()

@@ -1,0 +1,246 @@
+"""The decision loop over scripted probe sequences, with a fake clock (no real sleeps, no network).
+
+The probe results stand for what probes.py reports from a real node; the power driver is a fake that
+records switches and holds a state, so "exactly one cycle" is the number of off→on sequences sent.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from launcher.power.base import Driver, FakeClock, Power
+from launcher.watchdog import decide as D
+from launcher.watchdog.budget import Alerter, Budget
+from launcher.watchdog.journal import Journal
+from launcher.watchdog.loop import Node, Watchdog
+from launcher.watchdog.probes import Check, Observation, Target
+
+
+class FakePlug(Driver):
+    name = "fake"
+
+    def __init__(self):
+        super().__init__()
+        self.on = True
+        self.switches: list[bool] = []
+
+    def state(self):
+        return "on" if self.on else "off"
+
+    def switch(self, on):
+        self.switches.append(on)
+        self.on = on
+
+
+class Script:
+    """A prober whose answers per node come from a list (the last one repeats)."""
+
+    def __init__(self, seqs: dict[str, list], reference=True):
+        self.seqs = {k: list(v) for k, v in seqs.items()}
+        self.reference = reference
+        self.calls: dict[str, int] = {}
+
+    def _next(self, name):
+        seq = self.seqs[name]
+        i = self.calls.get(name, 0)
+        self.calls[name] = i + 1
+        return seq[min(i, len(seq) - 1)]
+
+    async def probe(self, t: Target) -> Observation:
+        item = self._next(t.name)
+        service, ssh = (item, True) if isinstance(item, bool) else item
+        checks = [Check("health", service, "200" if service else "timed out", 0.01, t.name)]
+        if ssh is not None:
+            checks.append(Check("ssh", ssh, "SSH-2.0-OpenSSH" if ssh else "timed out", 0.01, t.name))
+        return Observation(t.name, service, checks, "" if service else "health: timed out")
+
+    async def probe_all(self, targets):
+        return [await self.probe(t) for t in targets]
+
+    async def reachable(self, ref):
+        ok = self.reference if not callable(self.reference) else self.reference()
+        return Check("reference", ok, "ok" if ok else "timed out", 0.0, ref)
+
+    async def aclose(self):
+        pass
+
+
+class FakeRestarter:
+    def __init__(self, ok=True, fixes=None):
+        self.ok = ok
+        self.calls: list[str] = []
+        self.fixes = fixes  # callable(node) run on restart (e.g. make the script healthy)
+
+    def can(self, node):
+        return True
+
+    def describe(self, node):
+        return "docker restart <launch's containers>"
+
+    def restart(self, node):
+        self.calls.append(node)
+        if self.fixes:
+            self.fixes(node)
+        return self.ok, "exit 0" if self.ok else "exit 3: no container"
+
+
+POLICY = D.Policy(period=10, timeout=10, failures=3, grace=1200, restart_grace=60, max_cycles=3,
+                  window=6 * 3600, delay_max=5, off_wait=10)
+
+
+def make(seqs, *, reference=True, restarter=None, budget=None, alerter=None, pause_file=None, policy=POLICY,
+         dry_run=False):
+    clock = FakeClock()
+    plugs = {name: FakePlug() for name in seqs}
+    nodes = [Node(name, Target(name, [f"http://{name}:8000"], ssh_host=name),
+                  power=Power(plugs[name], clock=clock, poll=1.0, confirm_timeout=20), reference="gw:53")
+             for name in seqs]
+    prober = Script(seqs, reference)
+    wd = Watchdog(nodes, policy=policy, clock=clock, journal=Journal(None, console=None), prober=prober,
+                  budget=budget or Budget(max_cycles=policy.max_cycles, window=policy.window, wall=clock.wall),
+                  alerter=alerter or Alerter(), restarter=restarter or FakeRestarter(ok=False),
+                  pause_file=pause_file, dry_run=dry_run, rng=random.Random(1))
+    return wd, clock, plugs, prober
+
+
+def run(wd, clock, rounds, *, skip_grace=True):
+    async def go():
+        if skip_grace:
+            clock.sleep(POLICY.grace + 1)
+        for _ in range(rounds):
+            await wd.tick(wait=True)
+            await clock.asleep(POLICY.period)
+    asyncio.run(go())
+
+
+def cycles(plug: FakePlug) -> int:
+    """Completed off→on sequences the plug received."""
+    return sum(1 for a, b in zip(plug.switches, plug.switches[1:]) if a is False and b is True)
+
+
+def test_truly_wedged_ssh_down_exactly_one_cycle():
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 4 + [True] * 10})
+    run(wd, clock, 13)
+    assert plugs["n1"].switches == [False, True]
+    assert cycles(plugs["n1"]) == 1 and wd.cycles == ["n1"]
+    ev = [e for e in wd.journal.events if e["event"] == "cycle"][0]
+    assert ev["ok"] and ev["off_confirmed"] and ev["before"] == "on" and ev["after"] == "on"
+    assert "SSH does not answer" in ev["reason"]
+
+
+def test_wedged_restart_does_not_help_then_one_cycle():
+    r = FakeRestarter(ok=True)
+    wd, clock, plugs, _ = make({"n1": [(False, True)] * 30}, restarter=r)
+    run(wd, clock, 12)
+    assert r.calls == ["n1"]  # restarted first, once
+    assert cycles(plugs["n1"]) == 1
+    reasons = [e["reason"] for e in wd.journal.events if e["event"] == "decision" and e["action"] == "cycle"]
+    assert reasons and "did not help" in reasons[0]
+
+
+def test_restart_fixes_it_zero_cycles():
+    seqs = {"n1": [(False, True)] * 3 + [(False, True)] * 50}
+    holder = {}
+
+    def fix(node):  # after the restart the server answers again
+        holder["p"].seqs[node] = [True]
+    r = FakeRestarter(ok=True, fixes=fix)
+    wd, clock, plugs, prober = make(seqs, restarter=r)
+    holder["p"] = prober
+    run(wd, clock, 20)
+    assert r.calls == ["n1"] and plugs["n1"].switches == [] and wd.cycles == []
+    assert any(e.get("reason") == "the restart fixed it" for e in wd.journal.events)
+
+
+def test_flapping_zero_cycles():
+    wd, clock, plugs, _ = make({"n1": [False, True, False, False, True] * 20})
+    run(wd, clock, 60)
+    assert plugs["n1"].switches == [] and wd.cycles == []
+
+
+def test_slow_but_alive_under_load_zero_cycles():
+    # Every probe answers (slowly, tokens moving): service_ok stays True; SSH is slow too (timed out).
+    wd, clock, plugs, _ = make({"n1": [(True, False)] * 50})
+    run(wd, clock, 50)
+    assert plugs["n1"].switches == [] and wd.cycles == []
+
+
+def test_inside_the_grace_zero_cycles():
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 200})
+    run(wd, clock, 100, skip_grace=False)  # 100 rounds x 10 s < 1200 s grace
+    assert plugs["n1"].switches == [] and wd.cycles == []
+    assert all("grace" in e["reason"] for e in wd.journal.events if e["event"] == "decision")
+
+
+def test_budget_exhausted_alerts_instead_of_cycling(tmp_path):
+    policy = D.Policy(**{**POLICY.__dict__, "grace": 0, "max_cycles": 2})
+    alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT $LAUNCHER_WATCHDOG_NODE\" >> {tmp_path / 'alerts'}")
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 100}, policy=policy, alerter=alerter)
+    run(wd, clock, 30)
+    assert cycles(plugs["n1"]) == 2 and wd.cycles == ["n1", "n1"]
+    assert (tmp_path / "alerts").read_text().splitlines() == ["gave-up n1"]  # alerted once, then quiet
+    assert wd.nodes["n1"].state.phase == "gave_up"
+
+
+def test_budget_survives_a_watchdog_restart(tmp_path):
+    clock = FakeClock()
+    b = Budget(max_cycles=3, window=100, path=tmp_path / "b.json", wall=clock.wall)
+    b.record("n1")
+    b.record("n1")
+    assert Budget(max_cycles=3, window=100, path=tmp_path / "b.json", wall=clock.wall).left("n1") == 1
+    clock.sleep(101)
+    assert Budget(max_cycles=3, window=100, path=tmp_path / "b.json", wall=clock.wall).left("n1") == 3
+
+
+def test_isolated_watchdog_cycles_nobody():
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 50, "n2": [(False, False)] * 50}, reference=False)
+    run(wd, clock, 30)
+    assert all(p.switches == [] for p in plugs.values()) and wd.cycles == []
+    assert any("cannot reach my reference" in e.get("reason", "") for e in wd.journal.events)
+
+
+def test_no_reference_uses_other_nodes():
+    # No reference configured: n2 answering proves the watchdog's network works, so n1 is cycled.
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 4 + [True] * 10, "n2": [True] * 20})
+    for n in wd.nodes.values():
+        n.reference = None
+    run(wd, clock, 6)
+    assert cycles(plugs["n1"]) == 1 and plugs["n2"].switches == []
+
+
+def test_pause_file_stops_cycling(tmp_path):
+    pause = tmp_path / "pause"
+    pause.write_text("")
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 50}, pause_file=str(pause))
+    run(wd, clock, 10)
+    assert plugs["n1"].switches == []
+    pause.unlink()
+    run(wd, clock, 2, skip_grace=False)
+    assert cycles(plugs["n1"]) == 1
+
+
+def test_dry_run_does_nothing_but_says_what():
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 10}, dry_run=True)
+    run(wd, clock, 4)
+    assert plugs["n1"].switches == []
+    would = [e for e in wd.journal.events if e["event"] == "cycle"]
+    assert would and would[0]["dry_run"] and "off, confirm off" in would[0]["would"]
+
+
+def test_recovered_during_random_delay_cancels():
+    wd, clock, plugs, prober = make({"n1": [(False, False)] * 3 + [True] * 10})
+    wd.policy = D.Policy(**{**POLICY.__dict__, "delay_max": 5})
+    # The 4th answer (the re-probe after the delay) is healthy.
+    run(wd, clock, 3)
+    assert plugs["n1"].switches == []
+    assert any("during the random delay" in e.get("reason", "") for e in wd.journal.events)
+
+
+@pytest.mark.parametrize("phase", ["grace", "restarted"])
+def test_decide_is_pure(phase):
+    st = D.NodeState(phase, grace_until=100)
+    new, d = D.decide(st, False, True, 50, POLICY, D.Facts(reference_ok=True))
+    assert st.phase == phase and st.fails == 0 and d.action == D.NONE
+    assert new.phase == phase
