@@ -135,6 +135,10 @@ class OpenCode(Agent):
         result = ConfigResult(self.name, write, path, block, notes=notes)
         if write == "default":
             result.env["OPENCODE_CONFIG"] = str(path)
+            own = environ.get("OPENCODE_CONFIG")
+            if own and Path(own).expanduser() != path:
+                notes.append(f"your OPENCODE_CONFIG ({own}) is replaced by launch's file when launch starts "
+                             "OpenCode; --write global or --write project merges into your files instead")
             new_text = block
         else:
             old = path.read_text(encoding="utf-8") if path.exists() else ""

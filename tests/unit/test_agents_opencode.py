@@ -297,3 +297,20 @@ def test_global_merge_keeps_every_foreign_key(isolated, existing):
         assert json.loads(res.backup.read_text()) == existing
     for b in d.glob("opencode.json.bak-*"):
         b.unlink()
+
+
+def test_launch_config_cli_print_and_errors(isolated, tmp_path):
+    from tests.conftest import run_launch
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nengine: openai\nmodel: org/model\nopenai:\n  base_url: http://127.0.0.1:9/v1\n"
+                      "api_key: {env: R_KEY}\nagent:\n  provider: pulsar\n  context: 16000\n  output: 2000\n")
+    out = run_launch("config", str(recipe), "--print", timeout=60)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["provider"]["pulsar"]["models"]["org/model"]["limit"] == {"context": 16000, "output": 2000}
+    assert not (isolated / "config" / "opencode" / "r.json").exists()  # --print writes nothing
+    bad = run_launch("config", str(recipe), "--agent", "claud", timeout=60)
+    assert bad.returncode == 2 and "valid agents: opencode, codex, claude" in bad.stderr
+    bad = run_launch("config", str(recipe), "--agent", "claude", "--write", "project", timeout=60)
+    assert bad.returncode == 2 and "through the environment" in bad.stderr
