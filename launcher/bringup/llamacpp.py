@@ -135,6 +135,10 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
         st, msg, props = _probe(url, headers)
         if st == "down":
             continue
+        if st == "loading":  # a llama-server still loading its model: see what it serves once ready
+            rep.note(f"a llama-server at {url} is loading a model; waiting to see which")
+            _wait_ready(url, headers, timeout, clock, rep)
+            st, msg, props = _probe(url, headers)
         if props is not None and eng.same_file(eng.props_model_path(props), gguf):
             rep.note(f"attaching to the llama-server at {url} (serves {gguf})")
             return _deployment(plan, url, headers, True, rep)
