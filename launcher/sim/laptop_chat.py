@@ -13,7 +13,7 @@ import time
 from launcher.sim.common import new_id
 
 
-def _sample(schema: dict):
+def _sample(schema: dict, name: str = ""):
     t = (schema or {}).get("type")
     if "enum" in (schema or {}):
         return schema["enum"][0]
@@ -27,14 +27,14 @@ def _sample(schema: dict):
         return [_sample(schema.get("items") or {"type": "string"})]
     if t == "object":
         return arguments_for(schema)
-    return "README.md" if "path" in json.dumps(schema).lower() else "hello"
+    return "README.md" if ("path" in name.lower() or "file" in name.lower()) else "hello"
 
 
 def arguments_for(params: dict) -> dict:
     """Arguments that satisfy a tool's JSON schema (required properties, by type)."""
     props = (params or {}).get("properties") or {}
     required = (params or {}).get("required") or list(props)
-    return {name: _sample(props.get(name) or {}) for name in required}
+    return {name: _sample(props.get(name) or {}, name) for name in required}
 
 
 def reply(messages: list, tools: list | None) -> dict:
