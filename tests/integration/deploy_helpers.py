@@ -73,7 +73,7 @@ def running_with(marker: str) -> list[str]:
             cmd = " ".join(p.info["cmdline"] or [])
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if marker in cmd and "pytest" not in cmd:
+        if marker in cmd and p.pid != os.getpid():
             out.append(cmd)
     return out
 

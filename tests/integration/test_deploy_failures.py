@@ -98,5 +98,5 @@ def test_ray_worker_never_joins(simenv):
                     env={**simenv["env"], "LAUNCHER_SIM_RAY_FAIL": "worker-never-joins"}, timeout=60)
     assert cp.returncode == 4, cp.stderr
     assert "the Ray worker on b never joined the Ray cluster" in cp.stderr and "1 of 2 GPUs" in cp.stderr
-    assert wait_gone("ray start") == [] and wait_gone(f"--port {port}") == []
+    assert wait_gone("start --block") == [] and wait_gone(f"--port {port}") == []
     assert _records(simenv["dir"]) == []
