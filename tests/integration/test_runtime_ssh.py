@@ -113,3 +113,20 @@ def test_parse_stat_handles_odd_comm():
     line = "42 (a) b (c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2 3"
     assert parse_stat(line) == ("S", "98765")
     assert parse_stat("garbage") is None
+
+
+def test_probe_remote_over_real_ssh(rt, sshd):
+    """One round trip: meminfo, listening ports, vllm on PATH, HF cache dirs under the remote $HOME.
+    This machine has no GPU, so the nvidia-smi part reports the no-driver problem."""
+    from launcher.probe import probe_remote
+
+    (sshd.home / ".cache/huggingface/hub/models--org--have").mkdir(parents=True)
+    facts = probe_remote("node", sshd.host_spec(), rt.run, ports=[sshd.port], need_vllm=True,
+                         models=["org/have", "org/miss"], timeout=20)
+    assert facts.reachable and facts.mem_available_mib and facts.mem_available_mib > 0
+    assert facts.busy_ports == [sshd.port]
+    assert facts.weights == {"org/have": True, "org/miss": False}
+    whats = " | ".join(e.what for e in facts.errors)
+    if not facts.gpus:
+        assert "no NVIDIA GPU/driver on node" in whats
+    assert ("`vllm` is not on PATH on node" in whats) == (facts.vllm_path is None)
