@@ -66,9 +66,13 @@ class ServeLoop:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
+        """Start accepting; call after the server listens (SimHTTPServer.activate())."""
         self._thread.start()
 
     def _run(self) -> None:
+        # Never block in accept(): a readiness report can be stale (another thread accepted, or
+        # the socket was not listening yet), and a blocked accept would not see stop().
+        self.server.socket.setblocking(False)
         sel = selectors.DefaultSelector()
         sel.register(self.server.socket, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
@@ -81,7 +85,7 @@ class ServeLoop:
                         try:
                             conn, _addr = self.server.socket.accept()
                             self._held.append(conn)
-                        except OSError:
+                        except OSError:  # includes BlockingIOError
                             pass
                     else:
                         self.server._handle_request_noblock()
@@ -94,7 +98,8 @@ class ServeLoop:
             self._wake_w.send(b"x")
         except OSError:
             pass
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+        if self._thread.ident is not None and self._thread.is_alive() \
+                and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
         for conn in self._held:
             try:

@@ -117,7 +117,6 @@ class VllmSim:
         if self._thread is not None:
             return self
         self.state = "booting"
-        self._loop.start()
         self._thread = threading.Thread(target=self._boot, name=f"vllm-sim-boot-{self.port}", daemon=True)
         self._thread.start()
         if wait:
@@ -198,6 +197,7 @@ class VllmSim:
                     if self.config.fail == "hang":
                         self._loop.hold = True
                     self._server.activate()
+                    self._loop.start()
                     self.ready_at = time.time()
                     self.state = "ready"
                     self._ready.set()
