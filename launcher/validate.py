@@ -156,7 +156,10 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
     limits = dict(max_connections=16, max_keepalive_connections=8)
     import httpx
 
-    async with async_client(connect=min(10.0, timeout), read=timeout, limits=httpx.Limits(**limits)) as client:
+    # Plain-http endpoints never use TLS: skip loading the CA bundle (~0.1 s, on the critical path).
+    tls = {} if base_url.lower().startswith("https://") else {"verify": False}
+    async with async_client(connect=min(10.0, timeout), read=timeout, limits=httpx.Limits(**limits),
+                            **tls) as client:
         async def models_check() -> Check:
             status, data, text, kind, err = await _get(client, style.models_url(), style.headers())
             return judge_models(status, data, transport=kind, error=err, ids=style.model_ids(data), model=model,

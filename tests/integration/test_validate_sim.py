@@ -216,3 +216,13 @@ sampling:
         del os.environ["GATEWAY_KEY"]
     assert dep.attached and dep.model == SERVED and dep.base_url == sim.url + "/v1"
     assert dep.capacity.max_model_len == 262144 and dep.to_json()["attached"] is True
+
+
+def test_checks_run_concurrently(sim_factory):
+    """Four generations at 0.4 s each: one after another would take ≥ 1.6 s; the gate waits only for
+    the tool call and then the round trip (≈ 0.8 s)."""
+    sim = sim_factory(latency_s=0.4, max_model_len=16384)
+    rep = run(sim, context_limit=16384)
+    assert rep.ok
+    assert sum(1 for r in sim.requests if r["path"] == "/v1/chat/completions") == 4
+    assert 0.8 <= rep.elapsed < 1.4, rep.elapsed
