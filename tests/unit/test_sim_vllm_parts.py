@@ -124,3 +124,14 @@ def test_parse_len_and_argv():
     assert (cfg.model, cfg.served_model_name, cfg.port, cfg.api_key) == ("org/m", "a", 9, "k")
     assert cfg.enable_auto_tool_choice and cfg.tool_call_parser == "hermes" and cfg.reasoning_parser is None
     assert cfg.tensor_parallel_size == 2 and cfg.faults == {"length"} and cfg.kv_tokens == 1000
+
+
+def test_context_error_wordings():
+    from launcher.sim.vllm_http import context_error
+    cfg = SimConfig(max_model_len=4096, kv_tokens=10000, context_error_format="new")
+    assert context_error(cfg, 2104, 1992) is None
+    assert context_error(cfg, 2104, 2000) == (
+        "'max_tokens' or 'max_completion_tokens' is too large: 2000. This model's maximum context length is 4096 "
+        "tokens and your request has 2104 input tokens (2000 > 4096 - 2104).")
+    assert "However, you requested 4104 tokens (2104 in the messages, 2000 in the completion)" in \
+        context_error(SimConfig(max_model_len=4096, kv_tokens=10000), 2104, 2000)
