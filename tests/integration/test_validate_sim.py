@@ -226,3 +226,32 @@ def test_checks_run_concurrently(sim_factory):
     assert rep.ok
     assert sum(1 for r in sim.requests if r["path"] == "/v1/chat/completions") == 4
     assert 0.8 <= rep.elapsed < 1.4, rep.elapsed
+
+
+def test_attach_bringup_names_what_is_wrong(sim_factory, tmp_path, monkeypatch):
+    from launcher.bringup import module_for
+    from launcher.errors import InputError, SecretError, ServerFailed
+    from launcher.plan import build_for
+    from conftest import free_port
+
+    sim = sim_factory()
+    monkeypatch.setenv("GW_KEY", KEY)
+
+    def plan_for(base_url, served=SERVED, key_env="GW_KEY"):
+        path = tmp_path / "gw.yaml"
+        path.write_text(f"name: gw\nengine: openai\nmodel: {served}\nopenai:\n  base_url: {base_url}\n"
+                        f"api_key:\n  env: {key_env}\n")
+        return build_for(str(path))
+
+    up = module_for("openai").up
+    rl, plan = plan_for(sim.url + "/v1", served="other/model")
+    with pytest.raises(InputError, match="does not serve 'other/model'") as exc:
+        up(plan, rl.spec)
+    assert SERVED in exc.value.fix
+    rl, plan = plan_for(f"http://127.0.0.1:{free_port()}/v1")
+    with pytest.raises(ServerFailed):
+        up(plan, rl.spec, timeout=3)
+    monkeypatch.setenv("WRONG_KEY", "not-it-at-all")
+    rl, plan = plan_for(sim.url + "/v1", key_env="WRONG_KEY")
+    with pytest.raises(SecretError, match="refused the key"):
+        up(plan, rl.spec)
