@@ -17,7 +17,7 @@ import pytest
 
 from launcher.power import Power
 from launcher.power.ipmi import IpmiDriver
-from tests.conftest import require
+from conftest import require
 
 PASSWORD = "sim-pass-123"
 
