@@ -196,6 +196,21 @@ def server_handles(plan) -> list:
     return [h for h in rt.find(plan.recipe) if h.role == "server" and rt.alive(h)]
 
 
+def recipe_spec(plan, recipe):
+    """The Recipe model whether the caller passed it, its spec.load.Loaded, or nothing (then the
+    plan's recipe file is read)."""
+    if recipe is None:
+        from launcher.spec.load import load_recipe
+
+        return load_recipe(plan.recipe_path).spec
+    return getattr(recipe, "spec", recipe)
+
+
+def port_is_explicit(plan, recipe, default_port: int) -> bool:
+    """A port the user chose (recipe `port:` or `--port`), as opposed to the engine's default."""
+    return recipe.port is not None or not plan.endpoint.endswith(f":{default_port}")
+
+
 def local_host(plan) -> dict:
     """The inventory facts of the plan's (single) host, for runtime.run."""
     return next(iter(plan.hosts.values()), {}) if plan.hosts else {"address": "127.0.0.1"}

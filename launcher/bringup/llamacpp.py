@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from launcher.bringup.laptop_common import Clock, Reporter, get_json, local_runtime, wait_until
+from launcher.bringup.laptop_common import (Clock, Reporter, get_json, local_runtime, port_is_explicit,
+                                            recipe_spec, wait_until)
 from launcher.deployment import Deployment
 from launcher.engines import llamacpp as eng
 from launcher.engines.ollama import low_context_warning
@@ -54,7 +55,7 @@ def _measure(url: str, headers: dict, plan):
 
 def _candidates(plan, recipe) -> list[str]:
     urls = [plan.endpoint]
-    if recipe.port is None:
+    if not port_is_explicit(plan, recipe, eng.DEFAULT_PORT):
         host = plan.endpoint.rsplit(":", 1)[0]
         urls += [f"{host}:{p}" for p in eng.ATTACH_PORTS if f"{host}:{p}" != plan.endpoint]
     return urls
@@ -97,7 +98,7 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
     clock = clock or Clock()
     rep = Reporter(progress, clock, f"{plan.recipe}: ")
     try:
-        return _up(plan, recipe, replace=replace, timeout=timeout, rep=rep, clock=clock)
+        return _up(plan, recipe_spec(plan, recipe), replace=replace, timeout=timeout, rep=rep, clock=clock)
     finally:
         rep.close()
 

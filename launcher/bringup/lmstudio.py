@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shutil
 
-from launcher.bringup.laptop_common import Clock, Reporter, get_json, local_host, local_runtime, wait_until
+from launcher.bringup.laptop_common import (Clock, Reporter, get_json, local_host, local_runtime, recipe_spec,
+                                            wait_until)
 from launcher.deployment import Deployment
 from launcher.engines import lmstudio as eng
 from launcher.engines.ollama import low_context_warning
@@ -86,7 +87,7 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
     clock = clock or Clock()
     rep = Reporter(progress, clock, f"{plan.recipe}: ")
     try:
-        return _up(plan, recipe, replace=replace, timeout=timeout, rep=rep, clock=clock)
+        return _up(plan, recipe_spec(plan, recipe), replace=replace, timeout=timeout, rep=rep, clock=clock)
     finally:
         rep.close()
 

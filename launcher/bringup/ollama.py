@@ -12,7 +12,7 @@ import shutil
 
 from launcher.bringup import ollama_context
 from launcher.bringup.laptop_common import (Clock, RateMeter, Reporter, get_json, local_runtime, ndjson,
-                                            server_handles, wait_until)
+                                            port_is_explicit, recipe_spec, server_handles, wait_until)
 from launcher.deployment import Capacity, Deployment
 from launcher.engines import ollama as eng
 from launcher.errors import InputError, RuntimeFailure, ServerFailed
@@ -21,7 +21,7 @@ from launcher.errors import InputError, RuntimeFailure, ServerFailed
 def server_url(plan, recipe, environ=None) -> str:
     """The recipe's explicit port wins; else OLLAMA_HOST; else the plan's endpoint (127.0.0.1:11434)."""
     environ = os.environ if environ is None else environ
-    if recipe.port is None:
+    if not port_is_explicit(plan, recipe, eng.DEFAULT_PORT):
         from_env = eng.url_from_ollama_host(environ.get("OLLAMA_HOST"))
         if from_env:
             return from_env
@@ -121,7 +121,7 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
     clock = clock or Clock()
     rep = Reporter(progress, clock, f"{plan.recipe}: ")
     try:
-        return _up(plan, recipe, replace=replace, timeout=timeout, rep=rep, clock=clock)
+        return _up(plan, recipe_spec(plan, recipe), replace=replace, timeout=timeout, rep=rep, clock=clock)
     finally:
         rep.close()
 

@@ -75,3 +75,19 @@ def test_sim_lmstudio_silent_reduction(serve):
     assert inst[0]["config"]["context_length"] == 16384  # what it did
     v0 = httpx.get(url + "/api/v0/models").json()["data"]
     assert [m["loaded_context_length"] for m in v0 if m["state"] == "loaded"] == [16384]
+
+
+def test_launch_up_json_against_the_ollama_sim(serve, tmp_path):
+    """`launch up RECIPE --json` end to end: the CLI hands its loaded recipe to the Ollama bring-up."""
+    from conftest import run_launch
+
+    url = serve("ollama", "--local", "qwen3:0.6b")
+    port = url.rsplit(":", 1)[1]
+    recipe = tmp_path / "lap.yaml"
+    recipe.write_text(f"name: lap\nengine: ollama\nmodel: qwen3:0.6b\nport: {port}\nollama:\n  context: 32768\n")
+    cp = run_launch("up", str(recipe), "--json", env={"LAUNCHER_FREE_MEMORY": "64G"})
+    assert cp.returncode == 0, cp.stderr
+    d = json.loads(cp.stdout)
+    assert d["model"] == "qwen3:0.6b-32k" and d["attached"] is True and d["base_url"] == url + "/v1"
+    assert d["capacity"]["max_model_len"] == 32768
+    assert "below 65536" in cp.stderr  # the low-context warning reaches the user
