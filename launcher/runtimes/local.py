@@ -109,6 +109,7 @@ class LocalRuntime(Runtime):
 
     # -- stop ----------------------------------------------------------------------------------
     def stop(self, handle: Handle, timeout: float = 15.0) -> None:
+        """TERM to the process group (and descendants that left it), KILL after timeout; forgets the record."""
         import psutil
 
         p = self._process(handle)
@@ -128,6 +129,7 @@ class LocalRuntime(Runtime):
                 child.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
+        state.forget(handle)
 
     @staticmethod
     def _signal_all(pgid: int, procs, sig) -> None:

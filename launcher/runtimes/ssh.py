@@ -177,6 +177,7 @@ class SshRuntime(Runtime):
         res = self._ssh(host, remote, timeout=timeout + 10)
         if res.code != 0:
             raise self._fail(host, f"could not stop {handle.process} (pid {handle.ref['pid']})", res)
+        state.forget(handle)
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         host, log = handle.ref["ssh"], handle.ref["log"]

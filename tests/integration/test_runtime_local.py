@@ -73,11 +73,11 @@ def test_secret_only_in_environment_and_stop_leaves_nothing(rt):
     assert secret_in_any_cmdline(SECRET) == []
     assert any(p.environ().get("VLLM_API_KEY") == SECRET for p in tree[1:])
     assert rt.alive(h) and rt.exit_info(h) is None
+    assert SECRET not in state.record_path(plan.recipe, proc.name, proc.host).read_text()
     rt.stop(h, timeout=5)
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
-    assert rt.exit_info(h) is not None
-    for f in [h.log_path, state.record_path(plan.recipe, proc.name, proc.host)]:
-        assert SECRET not in open(f).read()
+    assert rt.exit_info(h) is not None and rt.find("rt-test") == []  # stopped: record forgotten
+    assert SECRET not in open(h.log_path).read()
     rt.stop(h)  # already gone: a no-op
 
 

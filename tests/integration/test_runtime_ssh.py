@@ -68,11 +68,11 @@ def test_secret_travels_on_stdin_and_stop_leaves_nothing(rt, sshd):
     sent = rt.argv_record.read_text()
     assert sent and SECRET not in sent and "VLLM_API_KEY=" not in sent  # nor in the local ssh argv
     assert rt.exit_info(h) is None and rt.alive(h)
+    assert SECRET not in state.record_path(plan.recipe, proc.name, proc.host).read_text()
     rt.stop(h, timeout=5)
     wait_for(lambda: not sshd.leftovers(), timeout=10)
-    assert rt.exit_info(h) is not None
+    assert rt.exit_info(h) is not None and rt.find("rt-test") == []
     assert SECRET not in open(h.log_path).read()
-    assert SECRET not in state.record_path(plan.recipe, proc.name, proc.host).read_text()
     rt.stop(h)  # gone already: a no-op
 
 
