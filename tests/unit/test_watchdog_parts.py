@@ -1,0 +1,123 @@
+"""Probe parsing, the SSH banner probe, the journal, the systemd unit and hardening (fake runner)."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+from launcher.harden import CAVEAT, OOM_DROPIN, harden, steps
+from launcher.watchdog.journal import Journal
+from launcher.watchdog.probes import Prober, parse_metrics
+from launcher.watchdog.systemd import install, unit_text
+
+METRICS = """# HELP vllm:num_requests_running x
+vllm:num_requests_running{engine="0",model_name="m"} 2.0
+vllm:num_requests_running{engine="1",model_name="m"} 1.0
+vllm:generation_tokens_total{engine="0",model_name="m"} 1234.0
+vllm:prompt_tokens_total{model_name="m"} 5e3
+"""
+
+
+def test_parse_metrics_sums_labels():
+    m = parse_metrics(METRICS)
+    assert m["vllm:num_requests_running"] == 3.0 and m["vllm:generation_tokens_total"] == 1234.0
+    assert m["vllm:prompt_tokens_total"] == 5000.0
+
+
+def test_ssh_banner_probe_ok_silent_and_wrong():
+    async def go():
+        async def banner(reader, writer):
+            writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n")
+            await writer.drain()
+            writer.close()
+
+        async def silent(reader, writer):
+            await asyncio.sleep(5)
+            writer.close()
+        s1 = await asyncio.start_server(banner, "127.0.0.1", 0)
+        s2 = await asyncio.start_server(silent, "127.0.0.1", 0)
+        p = Prober(timeout=0.3)
+        ok = await p._timed("ssh", "x", p._ssh("127.0.0.1", s1.sockets[0].getsockname()[1]))
+        hung = await p._timed("ssh", "x", p._ssh("127.0.0.1", s2.sockets[0].getsockname()[1]))
+        s1.close()
+        s2.close()
+        return ok, hung
+    ok, hung = asyncio.run(go())
+    assert ok.ok and ok.detail.startswith("SSH-2.0-OpenSSH")
+    assert not hung.ok and hung.detail == "timed out" and hung.elapsed < 1.0
+
+
+def test_journal_jsonl_and_console_mask_secrets(tmp_path):
+    from launcher.auth import register_secret
+
+    register_secret("sekret-value-9")
+    out = io.StringIO()
+    j = Journal(tmp_path / "j.jsonl", console=out, wall=lambda: 0.0)
+    j.write("probe", "n1", service_ok=True, reason="")
+    j.write("decision", "n1", action="cycle", reason="wedged", sent="GET /cm?password=sekret-value-9")
+    j.close()
+    lines = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in lines] == ["probe", "decision"]
+    assert "sekret-value-9" not in (tmp_path / "j.jsonl").read_text() + out.getvalue()
+    assert "probe ok" not in out.getvalue() and "cycle: wedged" in out.getvalue()  # healthy probes stay quiet
+
+
+def test_systemd_unit(tmp_path):
+    text = unit_text(["/usr/bin/launch", "watchdog", "/etc/hosts dir/inv.yaml"], user_unit=False)
+    assert "Restart=always" in text and "StartLimitBurst=5" in text and "StartLimitIntervalSec=600" in text
+    assert "ExecStart=/usr/bin/launch watchdog '/etc/hosts dir/inv.yaml'" in text
+    path, cmds = install(["launch", "watchdog", "inv"], unit_dir=tmp_path)
+    assert path.read_text().startswith("[Unit]") and any("enable --now" in c for c in cmds)
+
+
+class FakeHost:
+    """A host as a dict of files plus installed/enabled flags; runs harden's scripts by matching them."""
+
+    def __init__(self):
+        self.files, self.installed, self.enabled, self.applied = {}, False, False, []
+
+    def __call__(self, script, timeout):
+        if "redhat-release" in script:
+            return 0, "debian\n"
+        for st in steps("debian"):
+            if script == st.check:
+                return (0 if self.done(st.name) else 1), ""
+            if script == st.apply:
+                self.applied.append(st.name)
+                self.set(st.name)
+                return 0, ""
+        raise AssertionError(script)
+
+    def done(self, name):
+        return {"sshd OOM drop-in": "dropin" in self.files, "earlyoom installed": self.installed,
+                "earlyoom prefers the model server, avoids sshd": "args" in self.files,
+                "earlyoom enabled": self.enabled}[name]
+
+    def set(self, name):
+        if name == "sshd OOM drop-in":
+            self.files["dropin"] = OOM_DROPIN
+        elif name == "earlyoom installed":
+            self.installed = True
+        elif name.startswith("earlyoom prefers"):
+            self.files["args"] = 1
+        else:
+            self.enabled = True
+
+
+def test_harden_shows_applies_and_is_idempotent():
+    host, said = FakeHost(), []
+    shown = harden(host, apply=False, say=said.append)
+    assert host.applied == [] and not any(r["already"] for r in shown)
+    assert CAVEAT in said and any("--apply" in s for s in said)
+    res = harden(host, apply=True, say=said.append)
+    assert all(r["ok"] for r in res) and len(host.applied) == 4
+    again = harden(host, apply=True, say=said.append)
+    assert all(r["already"] for r in again) and len(host.applied) == 4  # nothing done twice
+
+
+def test_harden_steps_content():
+    deb, rhel = steps("debian"), steps("rhel")
+    assert "/etc/systemd/system/ssh.service.d/oom.conf" in deb[0].apply
+    assert "/etc/systemd/system/sshd.service.d/oom.conf" in rhel[0].apply
+    assert "OOMScoreAdjust=-1000" in deb[0].apply
+    assert "--avoid" in deb[2].apply and "sshd" in deb[2].apply and "--prefer" in deb[2].apply
