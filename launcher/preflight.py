@@ -145,8 +145,11 @@ def check_host(plan, rt, name: str) -> list[Problem]:
                 except Exception:  # noqa: BLE001 - the pull will tell
                     pass
     else:
-        for exe in sorted({p.argv[0] for p in procs if p.exec_in is None}):
-            res = rt.run(host, ["sh", "-c", f"command -v {shlex.quote(exe)}"], timeout=HOST_TIMEOUT)
+        for exe, path in sorted({(p.argv[0], p.env.get("PATH")) for p in procs if p.exec_in is None},
+                                key=lambda t: (t[0], t[1] or "")):
+            # the recipe's env may set PATH: the runtime exports it before starting, so look there too
+            prefix = ["env", f"PATH={path}"] if path else []
+            res = rt.run(host, [*prefix, "sh", "-c", f"command -v {shlex.quote(exe)}"], timeout=HOST_TIMEOUT)
             if res.code != 0:
                 fix = ("pip install vllm (in the environment launch's processes see)" if exe == "vllm" else
                        "pip install 'ray[default]'" if exe == "ray" else f"install {exe}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from launcher.bringup.vllm_follow import Follower
 from launcher.bringup.vllm_ray import head_run, wait_ray
 from launcher.deployment import Deployment
 from launcher.engines.vllm_logs import Failure, exit_failure
@@ -121,8 +122,12 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
             ready = probe()
             if not ready:  # same plan, still starting (an interrupted `launch up`): watch it, do not own it
                 progress.note(f"attaching to {plan.recipe}, which is still starting")
-                res = watch_startup(rt.logs(server, follow=True), exited=lambda: rt.exit_info(server),
-                                    probe=probe, timeout=timeout, progress=progress)
+                follower = Follower(rt, server)
+                try:
+                    res = watch_startup(follower, exited=lambda: rt.exit_info(server), probe=probe,
+                                        timeout=timeout, progress=progress)
+                finally:
+                    follower.close()
                 if not res.ready:
                     raise server_failed(plan, res.failure or exit_failure(None, None, False), res.tail)
             lines = _first_lines(rt, server)
@@ -217,17 +222,20 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
 
         remember(plan)
         probe = ReadyProbe(plan.endpoint, plan.served_name, key)
+        follower = Follower(rt, server)
         try:
-            res = watch_startup(rt.logs(server, follow=True), exited=_exited_any(rt, started, server),
+            res = watch_startup(follower, exited=_exited_any(rt, started, server),
                                 probe=probe, timeout=max(1.0, timeout - (clock() - t0)), progress=progress,
                                 exit_poll=0.25 if plan.runtime == "local" else 2.0, clock=clock,
                                 timeout_label=timeout)
         except BaseException:
             probe.close()
+            follower.close()
             stop_all(rt, started)
             forget_deployment(plan.recipe)
             raise
         probe.close()
+        follower.close()
         if not res.ready:
             cleaned = stop_all(rt, started)
             forget_deployment(plan.recipe)

@@ -1,0 +1,50 @@
+"""`launch up/down` over the ssh runtime against a real sshd on a random 127.0.0.1 port (B1's fixture),
+the vLLM simulator as the remote `vllm` (found through the recipe's PATH, which the runtime exports)."""
+from __future__ import annotations
+
+import yaml
+
+from conftest import run_launch
+from deploy_helpers import simenv, up_json, wait_gone, write_inventory, write_recipe  # noqa: F401
+from sshd import sshd  # noqa: F401
+
+
+def _recipe(simenv, sshd, name: str, **env):
+    inv = write_inventory(simenv["dir"], f"{name}-hosts", {"remote": sshd.host_spec(gpus={"count": 1})})
+    path = write_recipe(simenv["dir"], name, hosts=str(inv), runtime="ssh")
+    data = yaml.safe_load(path.read_text())
+    data["env"] = {"PATH": f"{simenv['bin']}:/usr/local/bin:/usr/bin:/bin", "LAUNCHER_SIM_LOAD_SECONDS": "0.4", **env}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path, data["port"]
+
+
+def test_ssh_up_attach_down(simenv, sshd):
+    recipe, port = _recipe(simenv, sshd, "sshone")
+    cp, d = up_json(recipe, env=simenv["env"])
+    assert cp.returncode == 0, cp.stderr
+    assert d["attached"] is False and d["capacity"]["kv_tokens"] == 643232
+    assert sshd.leftovers(), "the server should run through sshd"
+    assert wait_gone("-F --pid=", 5) == []  # the start-up log follower (ssh … tail -F) ended with `up`
+    cp2, d2 = up_json(recipe, env=simenv["env"])
+    assert cp2.returncode == 0 and d2["attached"] is True
+    lg = run_launch("logs", "sshone", env=simenv["env"])
+    assert "Starting vLLM API server" in lg.stdout
+    dn = run_launch("down", "sshone", env=simenv["env"])
+    assert dn.returncode == 0 and "server@remote" in dn.stdout
+    assert wait_gone(f"--port {port}") == [] and sshd.leftovers() == []
+
+
+def test_ssh_failure_cleans_up(simenv, sshd):
+    recipe, port = _recipe(simenv, sshd, "sshfail", LAUNCHER_SIM_FAIL="no-kv")
+    cp = run_launch("up", str(recipe), env=simenv["env"], timeout=90)
+    assert cp.returncode == 4, cp.stderr
+    assert "no GPU memory was left for the KV cache" in cp.stderr and "last log lines" in cp.stderr
+    assert wait_gone(f"--port {port}") == [] and sshd.leftovers() == []
+
+
+def test_ssh_unreachable_host_is_a_preflight_problem(simenv):
+    inv = write_inventory(simenv["dir"], "gone", {"gone": {"address": "127.0.0.1", "ssh": {"port": 1}}})
+    recipe = write_recipe(simenv["dir"], "sshgone", hosts=str(inv), runtime="ssh")
+    cp = run_launch("up", str(recipe), env=simenv["env"], timeout=60)
+    assert cp.returncode == 1, cp.stderr
+    assert "preflight found 1 problem" in cp.stderr and "not reachable over ssh" in cp.stderr
