@@ -1,15 +1,105 @@
 """The whole flow behind `launch RECIPE`: up -> capacity -> validate -> agent.
 
-Data flows one way; each stage takes the previous stage's output.
+Data flows one way; each stage takes the previous stage's output. Only the CLI maps errors to exit codes.
 """
 from __future__ import annotations
 
+from launcher import ui
+
+
+def resolve_key(recipe_l, plan) -> str | None:
+    """The key first: a broken key source stops the launch before anything starts."""
+    from launcher import auth
+
+    if plan.api_key is None:
+        return None
+    return auth.resolve(plan.api_key, where=recipe_l.where("api_key"))
+
+
+def derive_limits(recipe_l, deployment):
+    """Measured capacity -> the agent's limit.context / limit.output (printed with its reasoning)."""
+    from launcher.capacity import derive_limits as derive
+
+    r = recipe_l.spec
+    trained = r.shape.trained_context if r.shape else None
+    limits = derive(deployment.capacity, sessions=r.agent.sessions, output_budget=r.agent.output,
+                    reasoning=r.is_reasoning, trained_context=trained, requested=r.agent.context,
+                    where=recipe_l.where("agent", "context"))
+    deployment.limits = limits
+    ui.info(f"limits: {limits.reasoning}")
+    return limits
+
+
+def validate_gate(recipe_l, deployment, key: str | None) -> None:
+    """The gate before any agent config is written. The deployment's model is what clients must use
+    (for Ollama a derived model with the context fixed, not the recipe's model name)."""
+    from launcher.errors import ValidationFailed
+    from launcher.validate import render_report, validate_endpoint
+    from launcher.validate_target import recipe_options
+
+    opts = recipe_options(recipe_l.spec)
+    if deployment.limits:
+        opts["context_limit"] = deployment.limits.context
+    report = validate_endpoint(deployment.base_url, deployment.model, api_key=key, **opts)
+    render_report(report)
+    if not report.ok:
+        failed = [c.name for c in report.checks if not c.ok]
+        raise ValidationFailed(f"the endpoint is not ready for an agent: {', '.join(failed)} failed",
+                               where=deployment.base_url,
+                               fix="see the diagnosis above; nothing was written for the agent "
+                                   "(`--no-validate` skips this gate at your own risk)")
+
+
+def server_problem(deployment) -> str | None:
+    """For --watch: None while the server answers /health, else what is wrong."""
+    import httpx
+
+    from launcher import http
+
+    url = deployment.root_url + "/health"
+    try:
+        with http.client(retries=1, connect=3, read=10) as c:
+            r = c.get(url)
+    except httpx.HTTPError as exc:
+        return f"the model server stopped answering ({type(exc).__name__} on {url})"
+    if r.status_code >= 500:
+        return f"the model server is unhealthy (HTTP {r.status_code} on {url})"
+    return None
+
 
 def run_pipeline(recipe_l, plan, *, agent, agent_args, validate, replace, write, watch, timeout):
-    from launcher import auth
-    from launcher.errors import RuntimeFailure
+    from launcher import deploy
 
-    # the key first: a broken key source stops the launch before anything starts
-    if plan.api_key is not None:
-        auth.resolve(plan.api_key, where=recipe_l.where("api_key"))
-    raise RuntimeFailure("`launch RECIPE` is not wired yet", fix="use `launch plan RECIPE`")
+    r = recipe_l.spec
+    key = resolve_key(recipe_l, plan)
+    deployment = deploy.up(plan, r, replace=replace, timeout=timeout)
+    derive_limits(recipe_l, deployment)
+    if validate:
+        validate_gate(recipe_l, deployment, key)
+    else:
+        ui.warn("--no-validate: the endpoint was not checked; an agent on a broken endpoint loops or "
+                "fails silently (tool calls in prose, reasoning inside arguments)")
+    name = agent or r.agent.name
+    if name == "none":
+        ui.out(f"ready: {deployment.model} at {deployment.base_url} "
+               f"(context {deployment.limits.context:,}, output {deployment.limits.output:,})")
+        return deployment
+    return start_agent(name, recipe_l, plan, deployment, agent_args=agent_args, write=write, watch=watch)
+
+
+def start_agent(name, recipe_l, plan, deployment, *, agent_args, write, watch):
+    from pathlib import Path
+
+    from launcher import agents
+
+    r = recipe_l.spec
+    impl = agents.get(name)
+    result = impl.configure(deployment, recipe=r, key_source=plan.api_key, write=write, cwd=Path.cwd())
+    ui.info(f"{name}: {result.summary()}")
+    argv, env = impl.prepare(deployment, recipe=r, key_source=plan.api_key, args=agent_args, cwd=Path.cwd(),
+                             config=result)
+    if not watch:
+        agents.exec_agent(argv, env)  # replaces this process
+        return None
+
+    return agents.run_supervised(argv, env, lambda: server_problem(deployment))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 
@@ -57,6 +56,8 @@ def _root(
     STATE["debug"] = debug
     STATE["verbose"] = verbose
     if verbose:
+        import logging
+
         logging.basicConfig(level=logging.INFO if verbose == 1 else logging.DEBUG,
                             format="%(name)s: %(message)s", stream=sys.stderr)
 
