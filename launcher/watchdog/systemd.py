@@ -40,6 +40,8 @@ def unit_text(argv: list[str], *, user_unit: bool, description: str = "launch wa
 def install(argv: list[str], *, unit_dir: str | Path | None = None) -> tuple[Path, list[str]]:
     """Write the unit; returns its path and the commands that enable it (not run here)."""
     user_unit = os.geteuid() != 0
+    if unit_dir is None and os.environ.get("LAUNCHER_SYSTEMD_DIR"):  # tests, packagers
+        unit_dir = os.environ["LAUNCHER_SYSTEMD_DIR"]
     if unit_dir is None:
         unit_dir = (Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "systemd" / "user"
                     if user_unit else Path("/etc/systemd/system"))
