@@ -60,12 +60,38 @@ def _alive(rt, h: Handle) -> bool:
         return False
 
 
+def known_docker_urls(recipe: str | None = None) -> list[str]:
+    """Docker daemons launch started containers on (from the deployment notes)."""
+    import json
+
+    from launcher import paths
+
+    urls: set[str] = set()
+    d = paths.state_dir() / "deployments"
+    for f in (d.glob("*.json") if d.is_dir() else []):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if recipe is None or data.get("recipe") == recipe:
+            urls.update(data.get("docker_urls") or [])
+    return sorted(urls)
+
+
+def find_handles(rt, recipe: str | None, docker_urls: list[str] | None = None) -> list[Handle]:
+    """rt.find(), with the Docker daemons this recipe (or any) used when rt is the docker runtime."""
+    if rt.name == "docker":
+        urls = sorted(set(docker_urls or []) | set(known_docker_urls(recipe)))
+        return rt.find(recipe, docker_urls=urls) if urls else rt.find(recipe)
+    return rt.find(recipe)
+
+
 def find_deployments(recipe: str | None = None, *, runtimes=None) -> list[Found]:
     """Every deployment launch started (optionally one recipe's), grouped by recipe and runtime."""
     groups: dict[tuple[str, str], Found] = {}
     for rt in runtimes if runtimes is not None else _runtimes():
         try:
-            handles = rt.find(recipe)
+            handles = find_handles(rt, recipe)
         except Exception:  # noqa: BLE001 - e.g. no Docker daemon: nothing found there
             continue
         for h in handles:
@@ -96,7 +122,8 @@ def remember(plan) -> None:
     data = {"recipe": plan.recipe, "recipe_path": plan.recipe_path, "endpoint": plan.endpoint,
             "served": plan.served_name, "plan_hash": plan.hash, "runtime": plan.runtime,
             "api_key": plan.api_key.model_dump(exclude_none=True) if plan.api_key else None,
-            "hosts": plan.hosts}
+            "hosts": plan.hosts,
+            "docker_urls": sorted({p.docker_url for p in plan.processes if p.docker_url})}
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -126,7 +153,7 @@ def down(recipe: str, *, runtimes=None) -> list[str]:
     order = {"server": 0, "ray-worker": 1, "worker": 1, "ray-head": 2}
     for rt in runtimes if runtimes is not None else _runtimes():
         try:
-            handles = [h for h in rt.find(recipe) if h.recipe == recipe]
+            handles = [h for h in find_handles(rt, recipe) if h.recipe == recipe]
         except Exception:  # noqa: BLE001
             continue
         # the server first (it holds the GPUs and the port), then workers, the Ray head last

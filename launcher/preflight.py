@@ -122,28 +122,22 @@ def check_host(plan, rt, name: str) -> list[Problem]:
                             f"check `ssh {host.get('address')}` works without a password prompt "
                             "(keys, ~/.ssh/config, the inventory's ssh.user/port)", "unreachable")]
     if plan.runtime == "docker":
-        ping = getattr(rt, "ping", None)
-        if ping is not None:
-            try:
-                ok = ping(host)
-            except Exception as exc:  # noqa: BLE001
-                ok, why = False, str(exc)
-            else:
-                why = ""
-            if not ok:
-                return [Problem(name, f"the Docker daemon does not answer{': ' + why if why else ''}",
+        urls = sorted({p.docker_url for p in procs if p.docker_url})
+        for url in urls:
+            err = rt.check(url) if hasattr(rt, "check") else None
+            if err:
+                return [Problem(name, f"the Docker daemon at {url} does not answer ({err.splitlines()[0]})",
                                 "start Docker on the host (systemctl start docker) and check the inventory's "
                                 "docker: URL / ssh access", "unreachable")]
-        images = {p.container.image for p in procs if p.container}
-        present = getattr(rt, "image_present", None)
-        for image in sorted(images):
-            if present is not None:
+        for image in sorted({p.container.image for p in procs if p.container}):
+            for url in urls:
                 try:
-                    if not present(host, image):
-                        problems.append(Problem(name, f"image {image} is not on the host; it will be pulled "
-                                                "(can take a while)", f"docker pull {image} ahead of time", "warning"))
+                    present = rt.has_image(url, image) if hasattr(rt, "has_image") else True
                 except Exception:  # noqa: BLE001 - the pull will tell
-                    pass
+                    present = True
+                if not present:
+                    problems.append(Problem(name, f"image {image} is not on the host yet; launch pulls it "
+                                            "(can take a while)", f"docker pull {image} ahead of time", "warning"))
     else:
         for exe, path in sorted({(p.argv[0], p.env.get("PATH")) for p in procs if p.exec_in is None},
                                 key=lambda t: (t[0], t[1] or "")):

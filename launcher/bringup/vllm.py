@@ -104,7 +104,10 @@ def _deployment(plan, capacity, version, attached: bool) -> Deployment:
 def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: float) -> Deployment | None:
     """Attach to this recipe's running deployment when its plan hash matches; otherwise stop it
     (--replace) or refuse. Returns the Deployment when attached."""
-    recorded = [h for h in rt.find(plan.recipe) if h.recipe == plan.recipe]
+    from launcher.deploy import find_handles
+
+    urls = [p.docker_url for p in plan.processes if p.docker_url]
+    recorded = [h for h in find_handles(rt, plan.recipe, urls) if h.recipe == plan.recipe]
     alive = [h for h in recorded if rt.alive(h)]
     dead = [h for h in recorded if h not in alive]
     if dead:

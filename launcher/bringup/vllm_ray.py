@@ -31,10 +31,21 @@ def expected_gpus(plan) -> int:
 def head_run(plan, rt, started: list[Handle], argv: list[str], *, timeout: float = 15.0) -> CommandResult:
     """Run a short command where the Ray head runs: inside its container (docker), else on its host."""
     head = next((h for h in started if h.role == "ray-head"), None)
-    if head is not None and hasattr(rt, "exec_run") and head.runtime == "docker":
-        return rt.exec_run(head, argv, timeout=timeout)
+    if head is not None and head.runtime == "docker":
+        return docker_exec(rt, head, argv)
     host = head.host if head else plan.processes[0].host
     return rt.run({**plan.hosts.get(host, {}), "name": host}, argv, timeout=timeout)
+
+
+def docker_exec(rt, handle: Handle, argv: list[str]) -> CommandResult:
+    """`docker exec CONTAINER argv` with its output (the Ray head's container)."""
+    try:
+        client = rt.client(handle.ref["docker_url"])
+        code, out = client.containers.get(handle.ref["container_id"]).exec_run(argv, stdout=True, stderr=True)
+    except Exception as exc:  # noqa: BLE001 - reported like a failed command; the wait retries
+        return CommandResult(1, "", f"docker exec failed: {exc}")
+    text = out.decode("utf-8", "replace") if isinstance(out, bytes) else str(out or "")
+    return CommandResult(int(code or 0), text, "")
 
 
 def wait_ray(plan, rt, started: list[Handle], progress, *, clock: Callable[[], float] = time.monotonic,

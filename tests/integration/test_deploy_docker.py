@@ -1,0 +1,109 @@
+"""`launch up` with the docker runtime against B1's Docker-Engine-API double on a unix socket.
+
+The double runs nothing, so the test plays the container's part: once launch has created and started
+the container, an in-process vLLM simulator on the plan's port writes its log lines into the
+container's log (what `docker logs -f` would show) and answers HTTP. OOMKilled is the daemon's
+report of the kernel OOM killer (State.OOMKilled=true, exit 137)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from conftest import free_port
+from deploy_helpers import KEY_ENV, simenv, write_inventory, write_recipe  # noqa: F401
+from docker_double import docker_double  # noqa: F401
+
+IMAGE = "vllm/vllm-openai:v0.11.2"
+
+
+def _plan(simenv, double, name):
+    from launcher.plan import build_for
+
+    inv = write_inventory(simenv["dir"], f"{name}-hosts", {"box": {"address": "127.0.0.1", "docker": double.url,
+                                                                     "gpus": {"count": 1}}})
+    path = write_recipe(simenv["dir"], name, hosts=str(inv), runtime="docker", port=free_port())
+    text = path.read_text() + f"image: {IMAGE}\n"
+    path.write_text(text)
+    return build_for(str(path))
+
+
+def _when_running(double, act, timeout=20.0):
+    def run():
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            running = [c for c in list(double.containers.values()) if c["State"]["Running"]]
+            if running:
+                act(running[0])
+                return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_docker_up_labels_and_down(simenv, docker_double):
+    from launcher import deploy
+    from launcher.sim.vllm_config import SimConfig
+    from launcher.sim.vllm_server import VllmSim
+
+    double = docker_double
+    double.images.add(IMAGE)
+    recipe_l, plan = _plan(simenv, double, "dock")
+    sims = []
+
+    def play(c):
+        cfg = SimConfig(port=plan.processes[0].port, served_model_name=plan.served_name, max_model_len=32768,
+                        load_seconds=0.3, quiet=True, api_key=simenv["env"][KEY_ENV],
+                        on_log=lambda line: double.add_log(c["Id"], line + "\n"))
+        sims.append(VllmSim(cfg).start(wait=False))
+
+    t = _when_running(double, play)
+    try:
+        d = deploy.up(plan, recipe_l, timeout=30)
+    finally:
+        t.join(5)
+    try:
+        assert d.attached is False and d.capacity.kv_tokens == 643232 and d.capacity.max_model_len == 32768
+        (c,) = double.containers.values()
+        labels = c["Config"]["Labels"]
+        assert labels["launcher.recipe"] == "dock" and labels["launcher.plan-hash"] == plan.hash
+        assert labels["launcher.role"] == "server"
+        host = c["HostConfig"]
+        assert host["IpcMode"] == "host" and host["DeviceRequests"][0]["Capabilities"] == [["gpu"]]
+        assert f"VLLM_API_KEY={simenv['env'][KEY_ENV]}" in c["Config"]["Env"]  # the key by env only
+        assert simenv["env"][KEY_ENV] not in " ".join(c["Config"]["Cmd"])
+        again = deploy.up(plan, recipe_l, timeout=30)
+        assert again.attached is True and len(double.containers) == 1
+        assert deploy.down("dock") == ["server@box"]
+        assert double.containers == {}
+    finally:
+        for s in sims:
+            s.stop()
+
+
+def test_docker_oomkilled_is_diagnosed_and_removed(simenv, docker_double):
+    from launcher import deploy
+    from launcher.errors import ServerFailed
+
+    double = docker_double
+    double.images.add(IMAGE)
+    recipe_l, plan = _plan(simenv, double, "dockoom")
+
+    def play(c):
+        double.add_log(c["Id"], "(EngineCore_DP0 pid=7) INFO [gpu_model_runner.py:2602] Starting to load model x...\n")
+        double.add_log(c["Id"], "Loading safetensors checkpoint shards:  41% Completed | 7/17\n")
+        time.sleep(0.2)
+        double.exit(c["Id"], 137, oom=True)
+
+    t = _when_running(double, play)
+    with pytest.raises(ServerFailed) as ei:
+        deploy.up(plan, recipe_l, timeout=30)
+    t.join(5)
+    exc = ei.value
+    assert exc.exit_code == 4 and exc.kind == "oom-killed"
+    text = exc.render()
+    assert "OOMKilled" in text and "gpu_memory_utilization" in text and "checkpoint shards:  41%" in text
+    assert double.containers == {}  # what this launch started is removed
