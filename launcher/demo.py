@@ -69,6 +69,7 @@ def _setup_env(tmp: Path) -> dict[str, str | None]:
     bin_dir = write_shims(tmp / "bin")
     new = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "LAUNCHER_SIM_RAY_DIR": str(tmp / "ray"), "LAUNCHER_SIM_LOAD_SECONDS": LOAD_SECONDS,
+           "LAUNCHER_SIM_HOSTS": "1",  # preflight: the hosts are simulated, there is no GPU to probe
            DEMO_KEY_ENV: "demo-" + secrets.token_urlsafe(18)}
     old = {k: os.environ.get(k) for k in new}
     os.environ.update(new)

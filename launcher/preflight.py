@@ -44,14 +44,6 @@ def _host_dict(plan, name: str) -> dict:
     return {**plan.hosts.get(name, {}), "name": name}
 
 
-def _probe():
-    try:
-        from launcher import probe
-    except ImportError:  # pragma: no cover - probe lands with the runtimes
-        return None
-    return probe
-
-
 def _ports_for(plan, host: str) -> list[int]:
     """Ports the host's processes listen on (a server exec'd into the Ray head's container included)."""
     return sorted({p.port for p in plan.processes if p.host == host and p.port})
@@ -70,13 +62,6 @@ def _port_busy_local(port: int) -> bool:
 
 
 def _port_busy(rt, host: dict, port: int, local: bool) -> bool | None:
-    probe = _probe()
-    if probe is not None and hasattr(probe, "port_free"):
-        try:
-            free = probe.port_free(rt, host, port)
-            return None if free is None else not free
-        except Exception:  # noqa: BLE001 - fall back to our own check
-            pass
     if local:
         return _port_busy_local(port)
     res = rt.run(host, ["sh", "-c", f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null | head -1"], timeout=HOST_TIMEOUT)
@@ -85,24 +70,54 @@ def _port_busy(rt, host: dict, port: int, local: bool) -> bool | None:
     return bool(res.stdout.strip())
 
 
-def _gpu_problems(plan, rt, name: str, host: dict) -> list[Problem]:
-    probe = _probe()
+SIM_ENV = "LAUNCHER_SIM_HOSTS"  # set by `launch demo` and tests: the hosts are simulated, no GPU to check
+
+
+def _gpu_problems(plan, rt, name: str, host: dict, local: bool) -> list[Problem]:
+    """GPUs and memory through launcher.probe (NVML here, nvidia-smi over ssh, MemAvailable on
+    unified memory): fewer GPUs than the inventory says, or less free memory than
+    gpu_memory_utilization asks for (vLLM refuses to start then, after the image pull)."""
+    import os
+
     want = int((host.get("gpus") or {}).get("count", 0) or 0)
-    if probe is None or not hasattr(probe, "gpus") or want == 0:
+    if want == 0 or os.environ.get(SIM_ENV) == "1":
         return []
+    from launcher import probe
+
     try:
-        info = probe.gpus(rt, host)
+        if local:
+            facts = probe.probe_local(name, need_gpu=True)
+        else:
+            facts = probe.probe_remote(name, host, rt.run, need_gpu=True, timeout=HOST_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - a probe failure is a warning, not a stop
-        return [Problem(name, f"could not read the GPUs ({exc})", "check nvidia-smi works on the host",
-                        "warning")]
-    if info is None:
-        return []
-    found = len(info) if isinstance(info, list) else int(getattr(info, "count", 0) or 0)
-    out = []
-    if found < want:
-        out.append(Problem(name, f"inventory says {want} GPU(s), the host shows {found}",
-                           "check the driver (nvidia-smi) or correct gpus.count in the inventory"))
+        return [Problem(name, f"could not read the GPUs ({exc})", "check that nvidia-smi works there", "warning")]
+    out = [Problem(name, e.what, e.fix, "unreachable" if not facts.reachable else "config") for e in facts.errors]
+    if facts.errors:
+        return out
+    if len(facts.gpus) < want:
+        out.append(Problem(name, f"the inventory says {want} GPU(s), the host shows {len(facts.gpus)}",
+                           "check the driver (nvidia-smi), or correct gpus.count in the inventory"))
+    util = _gpu_util(plan)
+    for g in facts.gpus:
+        if g.memory_total_mib and g.memory_free_mib is not None and g.memory_free_mib < g.memory_total_mib * util:
+            free, total = g.memory_free_mib / 1024, g.memory_total_mib / 1024
+            out.append(Problem(
+                name, f"GPU {g.index} has {free:.1f} of {total:.1f} GiB free, less than gpu_memory_utilization "
+                f"{util:g} asks for ({total * util:.1f} GiB): vLLM would refuse to start",
+                ("drop the page cache (sync; echo 3 | sudo tee /proc/sys/vm/drop_caches) or " if g.unified else
+                 "stop the other GPU processes (nvidia-smi) or ") + "lower vllm.gpu_memory_utilization",
+                "warning" if g.unified else "config"))
     return out
+
+
+def _gpu_util(plan) -> float:
+    for p in plan.processes:
+        if "--gpu-memory-utilization" in p.argv:
+            try:
+                return float(p.argv[p.argv.index("--gpu-memory-utilization") + 1])
+            except (IndexError, ValueError):
+                break
+    return 0.9  # vLLM's default
 
 
 def check_host(plan, rt, name: str) -> list[Problem]:
@@ -154,7 +169,7 @@ def check_host(plan, rt, name: str) -> list[Problem]:
             problems.append(Problem(name, f"port {port} is already in use",
                                     f"stop what listens there (ss -ltnp 'sport = :{port}'), or set another "
                                     "port in the recipe (port:)"))
-    problems += _gpu_problems(plan, rt, name, host)
+    problems += _gpu_problems(plan, rt, name, host, local)
     problems += _weights_warning(plan, rt, name, host)
     return problems
 

@@ -23,7 +23,8 @@ def simenv(isolated, monkeypatch):
 
     bin_dir = write_shims(isolated / "bin")
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LAUNCHER_SIM_RAY_DIR": str(isolated / "ray"),
-           "LAUNCHER_SIM_LOAD_SECONDS": "0.4", KEY_ENV: "test-key-" + os.urandom(6).hex()}
+           "LAUNCHER_SIM_LOAD_SECONDS": "0.4", KEY_ENV: "test-key-" + os.urandom(6).hex(),
+           "LAUNCHER_SIM_HOSTS": "1"}  # simulated hosts: preflight skips the GPU probe
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     yield {"dir": isolated, "bin": bin_dir, "env": env}

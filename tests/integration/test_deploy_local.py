@@ -75,3 +75,20 @@ def test_down_never_touches_an_attached_server(simenv):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_preflight_lists_every_problem_at_once(simenv):
+    """Port taken and `vllm` missing (and, on a machine without GPUs, no GPU): one error, all listed, exit 2."""
+    import socket
+
+    recipe = write_recipe(simenv["dir"], "pre")
+    port = yaml.safe_load(recipe.read_text())["port"]
+    env = {**simenv["env"], "PATH": "/usr/bin:/bin", "LAUNCHER_SIM_HOSTS": "0"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        cp = run_launch("up", str(recipe), env=env)
+    assert cp.returncode == 2, cp.stderr
+    assert "preflight found" in cp.stderr
+    assert f"port {port} is already in use" in cp.stderr and "`vllm` is not on PATH" in cp.stderr
+    assert cp.stderr.count("fix:") >= 3
