@@ -88,21 +88,31 @@ class Prober:
         self.icmp = icmp
         self.generate = generate
         self.api_key = api_key
-        self._client = client
+        self._client = client  # an injected client is used for everything
+        self._clients: dict = {}
         self._counters: dict[str, tuple[float, float]] = {}
         self._models: dict[str, str] = {}
 
-    def client(self):
-        if self._client is None:
+    def client(self, url: str = ""):
+        """One small client per node: a single pool over many hosts costs O(connections) per request
+        in httpcore, which made 64 nodes CPU-bound."""
+        if self._client is not None:
+            return self._client
+        key = url.split("/", 3)[2] if "://" in url else url
+        c = self._clients.get(key)
+        if c is None:
             import httpx
 
             from launcher.http import async_client, bearer
 
-            self._client = async_client(connect=self.timeout, read=self.timeout, headers=bearer(self.api_key),
-                                        limits=httpx.Limits(max_connections=512, max_keepalive_connections=256))
-        return self._client
+            c = self._clients[key] = async_client(connect=self.timeout, read=self.timeout, headers=bearer(self.api_key),
+                                                  limits=httpx.Limits(max_connections=8, max_keepalive_connections=4))
+        return c
 
     async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            await c.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -117,13 +127,13 @@ class Prober:
 
     # -- HTTP ----------------------------------------------------------------------------------
     async def _health(self, url: str):
-        r = await self.client().get(url.rstrip("/") + "/health")
+        r = await self.client(url).get(url.rstrip("/") + "/health")
         if r.status_code == 200:
             return True, "200"
         return False, f"HTTP {r.status_code}"
 
     async def _generate(self, url: str, model: str | None):
-        c = self.client()
+        c = self.client(url)
         base = url.rstrip("/")
         if not model:
             model = self._models.get(base)
@@ -146,7 +156,7 @@ class Prober:
 
     async def _heartbeat(self, url: str, model: str | None):
         base = url.rstrip("/")
-        r = await self.client().get(base + "/metrics")
+        r = await self.client(url).get(base + "/metrics")
         if r.status_code != 200:
             if self.generate:
                 return await self._generate(url, model)
@@ -199,7 +209,7 @@ class Prober:
         return True, f"TCP {port} open"
 
     async def _any_http(self, url: str):
-        r = await self.client().get(url)
+        r = await self.client(url).get(url)
         return True, f"HTTP {r.status_code}"
 
     async def reachable(self, reference: str) -> Check:
