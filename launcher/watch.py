@@ -187,7 +187,7 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
 
     exited() returns None while every watched process runs, else an object with code, signal,
     oom_killed, reason (runtimes.base.ExitInfo). probe() returns True once the server is ready.
-    After the API-up log line the probe runs at once, then every 20 ms growing to 0.5 s; before it,
+    After the API-up log line the probe runs at once, then after 5 ms, growing ×1.5 up to 0.5 s; before it,
     every `slow_probe` seconds (servers whose log wording we do not know still become ready).
     """
     progress = progress or Progress()
@@ -254,7 +254,7 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
                 elif fail_at is None:
                     fail_at = now + fail_grace
             if reader.api_up and not was_up:
-                next_probe, interval = now, 0.02
+                next_probe, interval = now, 0.005  # refused until it listens: retry fast, then back off
         if now >= next_exit:
             info = exited()
             if info is not None:

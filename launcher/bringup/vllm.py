@@ -229,7 +229,7 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
         try:
             res = watch_startup(follower, exited=_exited_any(rt, started, server),
                                 probe=probe, timeout=max(1.0, timeout - (clock() - t0)), progress=progress,
-                                exit_poll=0.25 if plan.runtime == "local" else 2.0, clock=clock,
+                                exit_poll=1.0 if plan.runtime == "local" else 2.0, clock=clock,
                                 timeout_label=timeout)
         except BaseException:
             probe.close()

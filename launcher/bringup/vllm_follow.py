@@ -2,8 +2,8 @@
 
 A runtime's `logs(follow=True)` runs until the process ends, which for a healthy server is never:
 after `launch up` returns (and the pipeline goes on to run the agent) nothing may keep polling or
-keep an `ssh … tail -F` open. Local logs are tailed here directly (a file read every 25 ms, an
-exit check every ~100 ms while idle); other runtimes' followers are ended on close() by stopping
+keep an `ssh … tail -F` open. Local logs are tailed here directly (a file read every 20 ms, an
+exit check every ~250 ms while idle); other runtimes' followers are ended on close() by stopping
 the helper processes (ssh's `tail`) this process started for that log.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ from launcher.runtimes.common import LineSplitter
 
 
 class Follower:
-    def __init__(self, rt, handle: Handle, *, poll: float = 0.025):
+    def __init__(self, rt, handle: Handle, *, poll: float = 0.02, exit_every: float = 0.25):
         self.rt, self.handle, self.poll = rt, handle, poll
+        self._exit_polls = max(1, int(exit_every / poll))
         self._stop = threading.Event()
 
     def __iter__(self) -> Iterator[str]:
@@ -45,7 +46,7 @@ class Follower:
                     yield from split.feed(data)
                     continue
                 idle += 1
-                if idle % 4 == 0 and self.rt.exit_info(self.handle) is not None:
+                if idle % self._exit_polls == 0 and self.rt.exit_info(self.handle) is not None:
                     yield from split.feed(f.read())
                     yield from split.flush()
                     return
