@@ -83,10 +83,15 @@ class Prober:
     """Runs the probes. Keeps the last counters per URL so progress can be judged across rounds."""
 
     def __init__(self, *, timeout: float = 10.0, icmp: bool = False, generate: bool = True,
-                 api_key: str | None = None, client=None):
+                 generate_every: float = 60.0, api_key: str | None = None, client=None):
         self.timeout = timeout
         self.icmp = icmp
         self.generate = generate
+        # An idle engine is asked for a tiny generation at most this often (0: every probe); a busy
+        # one is judged by its counters. A generation left hanging shows as running with no progress.
+        self.generate_every = generate_every
+        self._generated: dict[str, float] = {}
+        self._ssl = None
         self.api_key = api_key
         self._client = client  # an injected client is used for everything
         self._clients: dict = {}
@@ -105,8 +110,13 @@ class Prober:
 
             from launcher.http import async_client, bearer
 
+            if self._ssl is None:  # one TLS context for all clients (each costs ~1 MB otherwise)
+                import ssl
+
+                self._ssl = ssl.create_default_context()
             c = self._clients[key] = async_client(connect=self.timeout, read=self.timeout, headers=bearer(self.api_key),
-                                                  limits=httpx.Limits(max_connections=8, max_keepalive_connections=4))
+                                                  limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+                                                  verify=self._ssl)
         return c
 
     async def aclose(self) -> None:
@@ -174,7 +184,12 @@ class Prober:
                 return True, f"{running:g} running; tokens +{gen - last[0]:g} generated, +{prompt - last[1]:g} prompt"
             return False, f"no token progress with {running:g} request(s) running (generation_tokens_total stuck at {gen:g})"
         if self.generate:
-            return await self._generate(url, model)
+            now = time.monotonic()
+            last_gen = self._generated.get(base)
+            if last_gen is None or now - last_gen >= self.generate_every:
+                self._generated[base] = now
+                return await self._generate(url, model)
+            return True, f"idle; last tiny generation {now - last_gen:.0f} s ago"
         return True, "idle"
 
     # -- SSH / ICMP / reference --------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_wedged_or_hung_node_is_detected_cycled_once_and_comes_back(fail, tmp_pa
     try:
         power = Power(ShellyDriver(node.plug.url), poll=0.05, confirm_timeout=5)
         wd = Watchdog([Node("n1", Target("n1", [node.sim.url]), power=power)], policy=policy, journal=journal,
-                      prober=Prober(timeout=policy.timeout), reference=ref.url)
+                      prober=Prober(timeout=policy.timeout, generate_every=0), reference=ref.url)
         wd.nodes["n1"].state = D.NodeState("healthy")  # the watchdog started long ago: no start-up grace
 
         async def go():
@@ -114,7 +114,7 @@ def test_healthy_busy_node_is_never_cycled():
         w.start()
     policy = D.Policy(period=PERIOD, timeout=1.0, failures=2, grace=0, delay_max=0)
     wd = Watchdog([Node("n1", Target("n1", [sim.url]))], policy=policy, journal=Journal(None, console=None),
-                  prober=Prober(timeout=1.0))
+                  prober=Prober(timeout=1.0, generate_every=0))
     wd.nodes["n1"].state = D.NodeState("healthy")
 
     async def go():
