@@ -105,20 +105,24 @@ async def _probe_one(st: EndpointStatus, key: str | None, sample_s: float) -> No
 
 
 def _gpus(runtime_name: str, host: dict) -> list[dict]:
-    """GPU memory via launcher.probe (best effort: status never fails on a GPU query)."""
-    try:
-        from launcher import probe, runtimes
+    """GPU memory via launcher.probe (NVML here, nvidia-smi over ssh, MemAvailable on unified memory).
+    Best effort: status never fails on a GPU query."""
+    import os
 
-        fn = getattr(probe, "gpus", None)
-        if fn is None:
-            return []
-        found = fn(runtimes.get(runtime_name), host) or []
-        out = []
-        for g in found:
-            d = g if isinstance(g, dict) else (asdict(g) if hasattr(g, "__dataclass_fields__") else vars(g))
-            out.append({k: d.get(k) for k in ("index", "name", "memory_used_mib", "memory_total_mib",
-                                              "memory_gib", "unified") if k in d})
-        return out
+    if os.environ.get("LAUNCHER_SIM_HOSTS") == "1":
+        return []
+    try:
+        from launcher import probe
+        from launcher.spec.inventory import LOCAL_ADDRESSES
+
+        if host.get("address", "local") in LOCAL_ADDRESSES:
+            facts = probe.probe_local(host.get("name", "local"), need_gpu=True)
+        else:
+            from launcher import runtimes
+
+            facts = probe.probe_remote(host.get("name", "?"), host, runtimes.get("ssh").run, need_gpu=True, timeout=10)
+        return [{"index": g.index, "name": g.name, "memory_used_mib": g.memory_used_mib,
+                 "memory_total_mib": g.memory_total_mib, "unified": g.unified} for g in facts.gpus]
     except Exception:  # noqa: BLE001
         return []
 
