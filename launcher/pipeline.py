@@ -34,12 +34,14 @@ def validate_gate(recipe_l, deployment, key: str | None) -> None:
     """The gate before any agent config is written. The deployment's model is what clients must use
     (for Ollama a derived model with the context fixed, not the recipe's model name)."""
     from launcher.errors import ValidationFailed
-    from launcher.validate import render_report, validate_endpoint
+    from launcher.validate import DEFAULT_MAX_TOKENS, render_report, validate_endpoint
     from launcher.validate_target import recipe_options
 
     opts = recipe_options(recipe_l.spec)
     if deployment.limits:
+        # check with the budget the agent will have (reasoning models keep >= 4096 in derive_limits)
         opts["context_limit"] = deployment.limits.context
+        opts["max_tokens"] = min(DEFAULT_MAX_TOKENS, deployment.limits.output)
     report = validate_endpoint(deployment.base_url, deployment.model, api_key=key, **opts)
     render_report(report)
     if not report.ok:
