@@ -214,3 +214,13 @@ def port_is_explicit(plan, recipe, default_port: int) -> bool:
 def local_host(plan) -> dict:
     """The inventory facts of the plan's (single) host, for runtime.run."""
     return next(iter(plan.hosts.values()), {}) if plan.hosts else {"address": "127.0.0.1"}
+
+
+def bring_up(impl, plan, recipe, *, replace: bool, timeout: float | None, progress, clock: Clock | None):
+    """The shared shell of every laptop bring-up: a reporter around impl(plan, recipe_spec, …)."""
+    clock = clock or Clock()
+    rep = Reporter(progress, clock, f"{plan.recipe}: ")
+    try:
+        return impl(plan, recipe_spec(plan, recipe), replace=replace, timeout=timeout, rep=rep, clock=clock)
+    finally:
+        rep.close()

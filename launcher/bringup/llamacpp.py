@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from launcher.bringup.laptop_common import (Clock, Reporter, get_json, local_runtime, port_is_explicit,
-                                            recipe_spec, wait_until)
+from launcher.bringup.laptop_common import (Clock, bring_up, Reporter, get_json, local_runtime, port_is_explicit,
+                                            wait_until)
 from launcher.deployment import Deployment
 from launcher.engines import llamacpp as eng
 from launcher.engines.ollama import low_context_warning
@@ -95,12 +95,7 @@ def _deployment(plan, url: str, headers: dict, attached: bool, rep: Reporter) ->
 
 def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
        clock: Clock | None = None) -> Deployment:
-    clock = clock or Clock()
-    rep = Reporter(progress, clock, f"{plan.recipe}: ")
-    try:
-        return _up(plan, recipe_spec(plan, recipe), replace=replace, timeout=timeout, rep=rep, clock=clock)
-    finally:
-        rep.close()
+    return bring_up(_up, plan, recipe, replace=replace, timeout=timeout, progress=progress, clock=clock)
 
 
 def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, clock: Clock) -> Deployment:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 
-from launcher.bringup.laptop_common import (Clock, Reporter, get_json, local_host, local_runtime, recipe_spec,
+from launcher.bringup.laptop_common import (Clock, bring_up, Reporter, get_json, local_host, local_runtime,
                                             wait_until)
 from launcher.deployment import Deployment
 from launcher.engines import lmstudio as eng
@@ -84,12 +84,7 @@ def _unload(c, api: str, key: str, doc: dict) -> None:
 
 def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
        clock: Clock | None = None) -> Deployment:
-    clock = clock or Clock()
-    rep = Reporter(progress, clock, f"{plan.recipe}: ")
-    try:
-        return _up(plan, recipe_spec(plan, recipe), replace=replace, timeout=timeout, rep=rep, clock=clock)
-    finally:
-        rep.close()
+    return bring_up(_up, plan, recipe, replace=replace, timeout=timeout, progress=progress, clock=clock)
 
 
 def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, clock: Clock) -> Deployment:

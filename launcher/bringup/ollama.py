@@ -11,8 +11,8 @@ import os
 import shutil
 
 from launcher.bringup import ollama_context
-from launcher.bringup.laptop_common import (Clock, RateMeter, Reporter, get_json, local_runtime, ndjson,
-                                            port_is_explicit, recipe_spec, server_handles, wait_until)
+from launcher.bringup.laptop_common import (Clock, bring_up, RateMeter, Reporter, get_json, local_runtime, ndjson,
+                                            port_is_explicit, server_handles, wait_until)
 from launcher.deployment import Capacity, Deployment
 from launcher.engines import ollama as eng
 from launcher.errors import InputError, RuntimeFailure, ServerFailed
@@ -118,12 +118,7 @@ def _load(c, name: str, keep_alive: str | None, url: str, timeout: float) -> Non
 
 def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
        clock: Clock | None = None) -> Deployment:
-    clock = clock or Clock()
-    rep = Reporter(progress, clock, f"{plan.recipe}: ")
-    try:
-        return _up(plan, recipe_spec(plan, recipe), replace=replace, timeout=timeout, rep=rep, clock=clock)
-    finally:
-        rep.close()
+    return bring_up(_up, plan, recipe, replace=replace, timeout=timeout, progress=progress, clock=clock)
 
 
 def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, clock: Clock) -> Deployment:

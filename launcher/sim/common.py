@@ -191,3 +191,35 @@ class JSONHandler(BaseHTTPRequestHandler):
 
     def route(self, method: str) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class ServedSim:
+    """Lifecycle shared by simulators that own a SimHTTPServer + ServeLoop (self.server, self.loop,
+    self.host, self._port): start/stop, url, context manager."""
+
+    server: SimHTTPServer
+    loop: ServeLoop
+    host: str
+    _port: int
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self):
+        self.server.activate()
+        self.loop.start()
+        return self
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 
 from launcher.sim import laptop_chat
-from launcher.sim.common import JSONHandler, ServeLoop, SimHTTPServer
+from launcher.sim.common import JSONHandler, ServeLoop, SimHTTPServer, ServedSim
 
 
 def default_catalog() -> dict[str, dict]:
@@ -36,7 +36,7 @@ def default_catalog() -> dict[str, dict]:
     }
 
 
-class LmStudioSim:
+class LmStudioSim(ServedSim):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, catalog: dict | None = None,
                  max_loadable_context: int | None = None, report_requested: bool = False,
                  jit_context: int = 4096, default_context: int = 4096, v1: bool = True):
@@ -50,28 +50,6 @@ class LmStudioSim:
         self.loop = ServeLoop(self.server, name="sim-lmstudio")
         self.host = host
         self._port = self.server.port  # kept: still known after stop()
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "LmStudioSim":
-        self.server.activate()
-        self.loop.start()
-        return self
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def load(self, key: str, context: int | None) -> tuple[str, int]:
         row = self.catalog[key]

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from launcher.sim import laptop_chat
-from launcher.sim.common import JSONHandler, ServeLoop, SimHTTPServer, sha256_hex
+from launcher.sim.common import JSONHandler, ServeLoop, SimHTTPServer, sha256_hex, ServedSim
 
 VERSION = "0.12.6"
 
@@ -74,7 +74,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
 
 
-class OllamaSim:
+class OllamaSim(ServedSim):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, registry: dict[str, SimModel] | None = None,
                  local: list[str] | None = None, max_context: int | None = None, default_ctx: int = 4096,
                  ps_context: bool = True, pull_chunks: int = 4, pull_delay: float = 0.0,
@@ -92,29 +92,6 @@ class OllamaSim:
         self.loop = ServeLoop(self.server, name="sim-ollama")
         self.host = host
         self._port = self.server.port  # kept: still known after stop()
-
-    # -- lifecycle -------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "OllamaSim":
-        self.server.activate()
-        self.loop.start()
-        return self
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # -- state -----------------------------------------------------------------------------
     def _install(self, name: str, base: SimModel, params: dict) -> None:

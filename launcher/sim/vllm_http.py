@@ -7,7 +7,6 @@ tool_choice auto without --enable-auto-tool-choice/--tool-call-parser → 400.
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
