@@ -16,6 +16,21 @@ def resolve_key(recipe_l, plan) -> str | None:
     return auth.resolve(plan.api_key, where=recipe_l.where("api_key"))
 
 
+def running_deployment(recipe_l, plan):
+    """The recipe's server if launch started it and it runs this very plan: attached (never started)
+    and measured, with limits derived. None otherwise."""
+    from launcher import deploy
+
+    if plan.attach_only:
+        return None
+    found = [f for f in deploy.find_deployments(plan.recipe) if f.running and plan.hash in f.plan_hashes]
+    if not found:
+        return None
+    deployment = deploy.up(plan, recipe_l)
+    derive_limits(recipe_l, deployment)
+    return deployment
+
+
 def derive_limits(recipe_l, deployment):
     """Measured capacity -> the agent's limit.context / limit.output (printed with its reasoning)."""
     from launcher.capacity import derive_limits as derive

@@ -86,6 +86,15 @@ def effective_limits(deployment, recipe) -> AgentLimits:
         context, source = int(cap.max_model_len), "the server's max_model_len"
     else:
         context, source = FALLBACK_CONTEXT, "a conservative default"
+    # never above what the recipe says the server or the model can hold
+    ceilings = []
+    if recipe.vllm is not None and isinstance(recipe.vllm.max_model_len, int):
+        ceilings.append((recipe.vllm.max_model_len, "vllm.max_model_len in the recipe"))
+    if recipe.shape is not None and recipe.shape.trained_context:
+        ceilings.append((recipe.shape.trained_context, "the model's trained length"))
+    for ceiling, why in ceilings:
+        if ceiling < context:
+            context, source = ceiling, why
     output = max(256, min(int(recipe.agent.output), context // 4))
     note = (f"the server's limits were not measured: using limit.context {context} ({source}) and "
             f"limit.output {output}; `launch up {recipe.name}` measures them")

@@ -38,7 +38,11 @@ def config(recipe: str = typer.Argument(..., help="Recipe name or path."),
         raise InputError("the recipe names no agent (agent.name: none)", where=recipe_l.where("agent", "name"),
                          fix=f"pass --agent {' | '.join(agents.names())}")
     ag = agents.get(name)
-    dep = deployment_from_plan(plan)
+    from launcher.pipeline import running_deployment
+
+    dep = running_deployment(recipe_l, plan)  # measured limits when the server is up
+    if dep is None:  # not running: the agent notes say the limits were not measured
+        dep = deployment_from_plan(plan)
     result = ag.configure(dep, recipe=r, key_source=r.api_key, write=write, cwd=Path.cwd(), dry_run=print_only)
     if print_only:
         ui.out(result.text.rstrip("\n"))
