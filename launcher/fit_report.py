@@ -1,7 +1,8 @@
 """`launch fit`: from a recipe, its inventory and the model's shape to a memory/context estimate.
 
 The shape comes from, in order: ``--config PATH`` (config.json, its folder or a .gguf), a config.json
-in the local HF cache, the recipe's GGUF file (llama.cpp), then the recipe's ``shape:`` block. A
+in the local HF cache, the recipe's GGUF file (llama.cpp), a running Ollama's /api/show model_info
+(Ollama recipes; launcher.fit_ollama, never starts anything), then the recipe's ``shape:`` block. A
 config found locally takes precedence over the recipe and any disagreement is reported.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ def resolve_shape(recipe, *, config_path: str | None = None, hf_cache: str | Non
     """The model's shape for ``recipe`` (see the module docstring for the order)."""
     found: ModelShape | None = None
     source = ""
+    offline = ""  # why a live source (Ollama) gave nothing
     if config_path:
         found, source = mc.shape_from_config_path(config_path), str(config_path)
     elif recipe.engine in ("vllm", "openai"):
@@ -40,14 +42,23 @@ def resolve_shape(recipe, *, config_path: str | None = None, hf_cache: str | Non
         g = Path(recipe.llamacpp.gguf).expanduser()
         if g.is_file():
             found, source = mc.shape_from_gguf(g), str(g)
+    elif recipe.engine == "ollama":
+        from launcher.fit_ollama import shape_from_running_ollama
+
+        live = shape_from_running_ollama(recipe)
+        if live.shape is not None:
+            found, source = live.shape, f"Ollama /api/show model_info at {live.url}"
+        offline = live.note
     if found is None:
         if recipe.shape is None:
+            pull = (f"; or start Ollama and `ollama pull {recipe.model}` so fit reads it from /api/show"
+                    if recipe.engine == "ollama" else "")
             raise InputError(
                 f"no shape for model {recipe.model}: the recipe has no `shape:` block and no local config "
-                "was found", where=f"recipe {recipe.name}",
+                "was found" + (f" ({offline})" if offline else ""), where=f"recipe {recipe.name}",
                 fix="add a `shape:` block to the recipe (layers, kv_heads, head_dim, …), or give "
-                    "`--config PATH` (a config.json or .gguf)")
-        return ShapeFound(recipe.shape, "recipe shape:")
+                    "`--config PATH` (a config.json or .gguf)" + pull)
+        return ShapeFound(recipe.shape, "recipe shape:" + (f" ({offline})" if offline else ""))
     diffs: list[str] = []
     if recipe.shape is not None:
         diffs = mc.disagreements(recipe.shape, found)

@@ -20,12 +20,19 @@ from launcher.errors import InputError, RuntimeFailure, ServerFailed
 
 def server_url(plan, recipe, environ=None) -> str:
     """The recipe's explicit port wins; else OLLAMA_HOST; else the plan's endpoint (127.0.0.1:11434)."""
+    return _server_url(plan, recipe, environ)[0]
+
+
+def _server_url(plan, recipe, environ=None) -> tuple[str, str]:
+    """(url, where it came from, for messages)."""
     environ = os.environ if environ is None else environ
-    if not port_is_explicit(plan, recipe, eng.DEFAULT_PORT):
-        from_env = eng.url_from_ollama_host(environ.get("OLLAMA_HOST"))
-        if from_env:
-            return from_env
-    return plan.endpoint
+    if port_is_explicit(plan, recipe, eng.DEFAULT_PORT):
+        return plan.endpoint, "from the recipe's port or --port"
+    value = environ.get("OLLAMA_HOST")
+    from_env = eng.url_from_ollama_host(value)
+    if from_env:
+        return from_env, f"from OLLAMA_HOST={value}"
+    return plan.endpoint, "the default: OLLAMA_HOST is unset"
 
 
 def _version(url: str) -> str | None:
@@ -36,11 +43,11 @@ def _version(url: str) -> str | None:
     return body.get("version") if status == 200 and isinstance(body, dict) else None
 
 
-def _start(plan, url: str, timeout: float, clock: Clock, rep: Reporter) -> str:
+def _start(plan, url: str, origin: str, timeout: float, clock: Clock, rep: Reporter) -> str:
     proc = plan.head()
     if proc is None or shutil.which(proc.argv[0]) is None:
-        raise ServerFailed(f"no Ollama server answers at {url} and `ollama` is not on PATH", where=url,
-                           fix=eng.install_hint())
+        raise ServerFailed(f"no Ollama server answers at {url} ({origin}) and `ollama` is not on PATH, "
+                           f"so launch cannot start one", where=url, fix=eng.not_running_fix(url, origin))
     rt = local_runtime()
     rep.step("start", f"starting {proc.command}")
     handle = rt.start(proc, plan, {})
@@ -51,7 +58,9 @@ def _start(plan, url: str, timeout: float, clock: Clock, rep: Reporter) -> str:
 
     version = wait_until(lambda: _version(plan.endpoint), timeout=timeout, clock=clock,
                          what="ollama serve", where=f"{plan.endpoint}/api/version",
-                         fix="see the log above; `ollama serve` by hand shows the same", died=died,
+                         fix="see the log above (`ollama serve` by hand shows the same); if another "
+                             "program holds the port, free it or set the recipe's port / OLLAMA_HOST to "
+                             "a free address", died=died,
                          log_tail=lambda: list(rt.logs(handle, tail=20)),
                          on_wait=lambda s: rep.step("wait", f"waiting for ollama serve ({s:.0f} s)"))
     return str(version)
@@ -128,7 +137,7 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
 
     timeout = float(timeout or plan.startup_timeout)
     o = recipe.ollama
-    url = server_url(plan, recipe)
+    url, origin = _server_url(plan, recipe)
     where = plan.recipe_path
     if replace:
         for h in server_handles(plan):  # only what launcher started; an outside server is left alone
@@ -136,7 +145,7 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
     version = _version(url)
     attached = version is not None
     if not attached:
-        version = _start(plan, url, timeout, clock, rep)
+        version = _start(plan, url, origin, timeout, clock, rep)
         url = plan.endpoint
     rep.step("start", f"Ollama {version} at {url}")
     started_env = {} if attached else (plan.head().env if plan.head() else {})

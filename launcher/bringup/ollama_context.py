@@ -26,13 +26,20 @@ def overhead_bytes(weights: float) -> float:
     return 0.05 * weights + 512 * 1024 ** 2
 
 
-def _figures(show: dict, kv_type: str | None):
-    from launcher.fit import kv_figures
+def _shape(show: dict):
     from launcher.modelconfig import shape_from_ollama_show
 
     try:
-        shape = shape_from_ollama_show(show)
+        return shape_from_ollama_show(show)
     except (InputError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _figures(show: dict, kv_type: str | None):
+    from launcher.fit import kv_figures
+
+    shape = _shape(show)
+    if shape is None:
         return None, None
     return kv_figures(shape, kv_type or "f16", engine="ollama"), shape.trained_context
 
@@ -78,10 +85,20 @@ def choose(requested, *, show: dict, weights: float, free: float, free_how: str,
         need = weights + over + kv
         if need > free:
             fits = largest()
+            fits_text = (f"the largest context that fits is {fits:,}" if fits >= 2048
+                         else "no useful context fits (under 2,048 tokens)")
+            q8 = ""
+            if (kv_type or "f16") == "f16" and room > 0:
+                from launcher.fit import kv_figures
+
+                half = kv_figures(_shape(show), "q8_0", engine="ollama")
+                q8 = (f"; ollama.kv_cache_type: q8_0 halves the KV (up to "
+                      f"{half.largest_context(room, parallel, cap=trained, granularity=1024):,})")
             raise InputError(
-                f"ollama.context {ctx} needs about {gib(need)} (weights {gib(weights)} + KV {gib(kv)} for "
-                f"{kv_note} + buffers) but {gib(free)} is free ({free_how})", where=where,
+                f"ollama.context {ctx:,} needs about {gib(need)} ({need:,.0f} bytes: weights {gib(weights)} + "
+                f"KV {gib(kv)} for {kv_note} + buffers {gib(over)}) but only {gib(free)} ({free:,.0f} bytes) "
+                f"is free ({free_how}); {fits_text}", where=where,
                 fix=(f"lower ollama.context to {fits} or less, or use `context: auto`" if fits >= 2048
-                     else "this model does not fit: pick a smaller model or quantization")
-                + " (ollama.kv_cache_type: q8_0 halves the KV)")
+                     else "this model does not fit: pick a smaller model or quantization, or free memory")
+                + q8)
     return ContextChoice(ctx, f"recipe ollama.context {ctx}", trained, warnings)

@@ -67,12 +67,23 @@ def url_from_ollama_host(value: str | None) -> str | None:
 
 
 def install_hint(system: str | None = None) -> str:
+    """How to get Ollama on this system (Linux: the install script; macOS: the app, which runs the server)."""
     system = system or platform.system()
     if system == "Darwin":
-        return "install Ollama: `brew install ollama` (or the app from https://ollama.com/download), then retry"
+        return ("install the Ollama app from https://ollama.com/download and open it (it runs the server "
+                "on 127.0.0.1:11434; `brew install ollama` + `ollama serve` also works), then retry")
     if system == "Windows":
         return "install Ollama from https://ollama.com/download/windows, then retry"
-    return "install Ollama: `curl -fsSL https://ollama.com/install.sh | sh`, then retry"
+    return ("install Ollama: `curl -fsSL https://ollama.com/install.sh | sh` (it sets up `ollama serve` as a "
+            "service), then retry")
+
+
+def not_running_fix(url: str, origin: str, system: str | None = None) -> str:
+    """What to do when no Ollama answers at url and launch cannot start one."""
+    return (f"if Ollama is installed, start it (`ollama serve`, or open the Ollama app); if it listens "
+            f"elsewhere, set OLLAMA_HOST to its address, e.g. OLLAMA_HOST=127.0.0.1:11434 (launch looked at {url}, "
+            f"{origin}); "
+            f"otherwise {install_hint(system)}")
 
 
 # ---------------------------------------------------------------- /api/pull and /api/create streams

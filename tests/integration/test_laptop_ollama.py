@@ -138,8 +138,19 @@ def test_context_larger_than_memory(sim, tmp_path, monkeypatch):
     recipe.ollama.context = 262144
     with pytest.raises(InputError) as e:
         ollama.up(plan, recipe, progress=Steps())
-    assert "262144 needs about" in e.value.what and "24.0 GiB is free" in e.value.what
-    assert "ollama.context" in e.value.where and "lower ollama.context to" in e.value.fix
+    # By hand: 48 layers x 4 KV heads x (128 + 128) x 2 B = 98,304 B/token; 262,144 tokens = 24 GiB of KV.
+    # need = weights 18,556,701,210 + buffers (5 % of weights + 512 MiB = 1,464,705,972.5) + KV 25,769,803,776
+    #      = 45,791,210,958.5 B (42.6 GiB) against 24 GiB = 25,769,803,776 B free.
+    # room for KV = 25,769,803,776 - 18,556,701,210 - 1,464,705,972.5 = 5,748,396,593.5 B
+    #      -> 58,476 tokens -> 58,368 in 1k steps; q8_0 (49,152 B/token) -> 116,952 -> 116,736.
+    what = e.value.what
+    assert "ollama.context 262,144 needs about 42.6 GiB (45,791,210,958 bytes" in what
+    assert "weights 17.3 GiB + KV 24.0 GiB" in what
+    assert "only 24.0 GiB (25,769,803,776 bytes) is free (LAUNCHER_FREE_MEMORY)" in what
+    assert "the largest context that fits is 58,368" in what
+    assert "ollama.context" in e.value.where
+    assert "lower ollama.context to 58368 or less" in e.value.fix and "context: auto" in e.value.fix
+    assert "q8_0 halves the KV (up to 116,736)" in e.value.fix
     assert "/api/create" not in [p for _, p, _ in sim.requests]
 
 
@@ -150,8 +161,45 @@ def test_no_server_and_no_ollama_binary(isolated, tmp_path, monkeypatch):
     recipe, plan = _recipe(tmp_path, free_port())
     with pytest.raises(ServerFailed) as e:
         ollama.up(plan, recipe, progress=Steps())
-    assert "`ollama` is not on PATH" in e.value.what
-    assert "ollama.com/install.sh" in e.value.fix or "brew install ollama" in e.value.fix
+    assert "`ollama` is not on PATH" in e.value.what and "cannot start one" in e.value.what
+    assert "from the recipe's port" in e.value.what and e.value.where == plan.endpoint
+    fix = e.value.fix
+    assert "OLLAMA_HOST" in fix and "`ollama serve`" in fix  # what to do when it is installed elsewhere
+    if sys.platform == "darwin":
+        assert "Ollama app from https://ollama.com/download" in fix
+    else:
+        assert "`curl -fsSL https://ollama.com/install.sh | sh`" in fix
+
+
+def test_no_server_names_ollama_host(isolated, tmp_path, monkeypatch):
+    """No port in the recipe: launch looked where OLLAMA_HOST points, and says so."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    port = free_port()
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
+    recipe, plan = plan_recipe(tmp_path, "t-env", {"engine": "ollama", "model": "qwen3:0.6b",
+                                                   "ollama": {"context": 32768}})
+    with pytest.raises(ServerFailed) as e:
+        ollama.up(plan, recipe, progress=Steps())
+    assert f"no Ollama server answers at http://127.0.0.1:{port} (from OLLAMA_HOST=127.0.0.1:{port})" in e.value.what
+    assert f"launch looked at http://127.0.0.1:{port}" in e.value.fix
+    monkeypatch.delenv("OLLAMA_HOST")
+    recipe, plan = plan_recipe(tmp_path, "t-env2", {"engine": "ollama", "model": "qwen3:0.6b", "port": port,
+                                                    "ollama": {"context": 32768}})
+    with pytest.raises(ServerFailed) as e:
+        ollama.up(plan, recipe, progress=Steps())
+    assert "from the recipe's port" in e.value.what
+
+
+def test_install_hints_per_system():
+    from launcher.engines.ollama import install_hint, not_running_fix
+
+    assert "`curl -fsSL https://ollama.com/install.sh | sh`" in install_hint("Linux")
+    mac = install_hint("Darwin")
+    assert "Ollama app" in mac and "https://ollama.com/download" in mac and "curl" not in mac
+    fix = not_running_fix("http://127.0.0.1:11434", "the default: OLLAMA_HOST is unset", "Linux")
+    assert "OLLAMA_HOST" in fix and "ollama serve" in fix and "install.sh" in fix
 
 
 def test_starts_ollama_serve_when_nothing_answers(isolated, tmp_path, monkeypatch):
