@@ -40,6 +40,8 @@ class Watchdog:
         self.clock = clock or Clock()
         self.journal = journal or Journal(None)
         self.prober = prober or Prober(timeout=self.policy.timeout)
+        if getattr(self.prober, "now", 0) is None:  # the tiny-generation interval follows the watchdog's clock
+            self.prober.now = self.clock.now
         self.reference = reference
         self.budget = budget or Budget(max_cycles=self.policy.max_cycles, window=self.policy.window, wall=self.clock.wall)
         self.alerter = alerter or Alerter()

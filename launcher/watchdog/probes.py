@@ -16,6 +16,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 METRIC_RE = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+|NaN)\s*$", re.M)
+# Only the three heartbeat series, over the raw bytes: a literal "\nvllm:" prefix lets the regex engine
+# skip the (on a real vLLM, ~100 KB of) histogram lines instead of trying every position.
+HEARTBEAT_RE = re.compile(rb"\nvllm:(generation_tokens_total|prompt_tokens_total|num_requests_running)"
+                          rb"(?:\{[^}\n]*\})?[ \t]+([0-9.eE+-]+|NaN)")
+_timeout_cm = getattr(asyncio, "timeout", None)  # Python 3.11+: no extra task per probe
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Observation:
     service_ok: bool
     checks: list[Check]
     reason: str = ""
+    elapsed: float = 0.0  # the whole node's probe, wall seconds
 
     @property
     def ssh_ok(self) -> bool | None:
@@ -55,7 +61,7 @@ class Observation:
 
     def to_json(self) -> dict:
         return {"node": self.node, "service_ok": self.service_ok, "ssh_ok": self.ssh_ok, "reason": self.reason,
-                "checks": [asdict(c) for c in self.checks]}
+                "elapsed": self.elapsed, "checks": [asdict(c) for c in self.checks]}
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -69,95 +75,110 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-def _err(exc: BaseException) -> str:
-    import httpx
+def heartbeat_counters(body: bytes) -> tuple[float, float, float]:
+    """(generation_tokens_total, prompt_tokens_total, num_requests_running), each summed over its labels."""
+    sums = {b"generation_tokens_total": 0.0, b"prompt_tokens_total": 0.0, b"num_requests_running": 0.0}
+    for name, value in HEARTBEAT_RE.findall(b"\n" + body):
+        try:
+            sums[name] += float(value)
+        except ValueError:
+            pass
+    return sums[b"generation_tokens_total"], sums[b"prompt_tokens_total"], sums[b"num_requests_running"]
 
-    if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)):
+
+def _err(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "timed out"
-    if isinstance(exc, httpx.ConnectError):
-        return "connection refused" if "refused" in str(exc).lower() or "errno 111" in str(exc).lower() else f"cannot connect: {exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "connection closed mid-answer"
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+        return f"cannot connect: {exc.strerror or exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
 class Prober:
-    """Runs the probes. Keeps the last counters per URL so progress can be judged across rounds."""
+    """Runs the probes. Keeps the last counters per URL so progress can be judged across rounds.
+
+    HTTP goes over one keep-alive connection per origin (launcher.http.KeepAlive), reused round after
+    round: per node and round, /health, then /metrics only when /health said 200 (a failed /health
+    already fails the node). `now` is the clock for the tiny-generation interval (the watchdog's)."""
 
     def __init__(self, *, timeout: float = 10.0, icmp: bool = False, generate: bool = True,
-                 generate_every: float = 60.0, api_key: str | None = None, client=None):
+                 generate_every: float = 60.0, api_key: str | None = None, now=None):
         self.timeout = timeout
         self.icmp = icmp
         self.generate = generate
         # An idle engine is asked for a tiny generation at most this often (0: every probe); a busy
         # one is judged by its counters. A generation left hanging shows as running with no progress.
         self.generate_every = generate_every
+        self.now = now
         self._generated: dict[str, float] = {}
         self._ssl = None
         self.api_key = api_key
-        self._client = client  # an injected client is used for everything
-        self._clients: dict = {}
+        self._conns: dict = {}
         self._counters: dict[str, tuple[float, float]] = {}
         self._models: dict[str, str] = {}
 
-    def client(self, url: str = ""):
-        """One small client per node: a single pool over many hosts costs O(connections) per request
-        in httpcore, which made 64 nodes CPU-bound."""
-        if self._client is not None:
-            return self._client
-        key = url.split("/", 3)[2] if "://" in url else url
-        c = self._clients.get(key)
+    def conn(self, url: str):
+        """The keep-alive connection for url's origin, and the path prefix of url."""
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        key = (u.scheme, u.netloc)
+        c = self._conns.get(key)
         if c is None:
-            import httpx
+            from launcher.http import KeepAlive, bearer
 
-            from launcher.http import async_client, bearer
-
-            if self._ssl is None:  # one TLS context for all clients (each costs ~1 MB otherwise)
+            if u.scheme == "https" and self._ssl is None:  # one TLS context for all connections
                 import ssl
 
                 self._ssl = ssl.create_default_context()
-            c = self._clients[key] = async_client(connect=self.timeout, read=self.timeout, headers=bearer(self.api_key),
-                                                  limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
-                                                  verify=self._ssl)
-        return c
+            c = self._conns[key] = KeepAlive(url, headers=bearer(self.api_key), ssl_context=self._ssl)
+        return c, u.path.rstrip("/")
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
+        conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
             await c.aclose()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def _timed(self, name: str, target: str, coro) -> Check:
         t0 = time.monotonic()
         try:
-            ok, detail = await asyncio.wait_for(coro, self.timeout)
+            if _timeout_cm is not None:
+                async with _timeout_cm(self.timeout):
+                    ok, detail = await coro
+            else:  # Python 3.10
+                ok, detail = await asyncio.wait_for(coro, self.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is a probe result
             ok, detail = False, _err(exc)
         return Check(name, ok, detail, round(time.monotonic() - t0, 4), target)
 
     # -- HTTP ----------------------------------------------------------------------------------
     async def _health(self, url: str):
-        r = await self.client(url).get(url.rstrip("/") + "/health")
+        c, path = self.conn(url)
+        r = await c.request("GET", path + "/health")
         if r.status_code == 200:
             return True, "200"
         return False, f"HTTP {r.status_code}"
 
     async def _generate(self, url: str, model: str | None):
-        c = self.client(url)
+        c, path = self.conn(url)
         base = url.rstrip("/")
         if not model:
             model = self._models.get(base)
         if not model:
-            r = await c.get(base + "/v1/models")
+            r = await c.request("GET", path + "/v1/models")
             if r.status_code == 401:
                 return True, "tiny generation skipped: /v1 needs an API key"
             data = r.json().get("data") or []
             if not data:
                 return False, "/v1/models lists no model"
             model = self._models[base] = data[0]["id"]
-        r = await c.post(base + "/v1/chat/completions",
-                         json={"model": model, "messages": [{"role": "user", "content": "ping"}],
-                               "max_tokens": 1, "temperature": 0})
+        r = await c.request("POST", path + "/v1/chat/completions",
+                            json={"model": model, "messages": [{"role": "user", "content": "ping"}],
+                                  "max_tokens": 1, "temperature": 0})
         if r.status_code == 200:
             return True, "tiny generation answered"
         if r.status_code == 401:
@@ -166,15 +187,13 @@ class Prober:
 
     async def _heartbeat(self, url: str, model: str | None):
         base = url.rstrip("/")
-        r = await self.client(url).get(base + "/metrics")
+        c, path = self.conn(url)
+        r = await c.request("GET", path + "/metrics")
         if r.status_code != 200:
             if self.generate:
                 return await self._generate(url, model)
             return True, f"no /metrics (HTTP {r.status_code}); heartbeat off"
-        m = parse_metrics(r.text)
-        gen = m.get("vllm:generation_tokens_total", 0.0)
-        prompt = m.get("vllm:prompt_tokens_total", 0.0)
-        running = m.get("vllm:num_requests_running", 0.0)
+        gen, prompt, running = heartbeat_counters(r.content)
         last = self._counters.get(base)
         self._counters[base] = (gen, prompt)
         if running > 0:
@@ -184,13 +203,20 @@ class Prober:
                 return True, f"{running:g} running; tokens +{gen - last[0]:g} generated, +{prompt - last[1]:g} prompt"
             return False, f"no token progress with {running:g} request(s) running (generation_tokens_total stuck at {gen:g})"
         if self.generate:
-            now = time.monotonic()
+            now = (self.now or time.monotonic)()
             last_gen = self._generated.get(base)
             if last_gen is None or now - last_gen >= self.generate_every:
                 self._generated[base] = now
                 return await self._generate(url, model)
             return True, f"idle; last tiny generation {now - last_gen:.0f} s ago"
         return True, "idle"
+
+    async def _service(self, url: str, model: str | None) -> list[Check]:
+        """/health, then the heartbeat only when /health answered 200; each under its own timeout."""
+        health = await self._timed("health", url, self._health(url))
+        if not health.ok:
+            return [health]
+        return [health, await self._timed("heartbeat", url, self._heartbeat(url, model))]
 
     # -- SSH / ICMP / reference --------------------------------------------------------------------
     async def _ssh(self, host: str, port: int):
@@ -224,7 +250,8 @@ class Prober:
         return True, f"TCP {port} open"
 
     async def _any_http(self, url: str):
-        r = await self.client(url).get(url)
+        c, path = self.conn(url)
+        r = await c.request("GET", path or "/")
         return True, f"HTTP {r.status_code}"
 
     async def reachable(self, reference: str) -> Check:
@@ -238,18 +265,25 @@ class Prober:
 
     # -- one node -----------------------------------------------------------------------------------
     async def probe(self, t: Target) -> Observation:
-        tasks = []
-        for url in t.urls:
-            tasks.append(self._timed("health", url, self._health(url)))
-            tasks.append(self._timed("heartbeat", url, self._heartbeat(url, t.model)))
+        t0 = time.monotonic()
+        parts = [self._service(url, t.model) for url in t.urls]
         if t.ssh_host:
-            tasks.append(self._timed("ssh", f"{t.ssh_host}:{t.ssh_port}", self._ssh(t.ssh_host, t.ssh_port)))
+            parts.append(self._one(self._timed("ssh", f"{t.ssh_host}:{t.ssh_port}", self._ssh(t.ssh_host, t.ssh_port))))
         if self.icmp and t.icmp_host:
-            tasks.append(self._timed("icmp", t.icmp_host, self._ping(t.icmp_host)))
-        checks = list(await asyncio.gather(*tasks))
+            parts.append(self._one(self._timed("icmp", t.icmp_host, self._ping(t.icmp_host))))
+        if len(parts) == 1:  # the common case: no extra tasks
+            groups = [await parts[0]]
+        else:
+            groups = await asyncio.gather(*parts)
+        checks = [c for g in groups for c in g]
         bad = [c for c in checks if c.name in ("health", "heartbeat") and not c.ok]
         reason = "; ".join(f"{c.name} {c.target}: {c.detail}" for c in bad)
-        return Observation(t.name, not bad and bool(t.urls), checks, reason or ("" if t.urls else "nothing to probe"))
+        return Observation(t.name, not bad and bool(t.urls), checks, reason or ("" if t.urls else "nothing to probe"),
+                           round(time.monotonic() - t0, 4))
+
+    @staticmethod
+    async def _one(coro) -> list[Check]:
+        return [await coro]
 
     async def probe_all(self, targets: list[Target]) -> list[Observation]:
         return list(await asyncio.gather(*(self.probe(t) for t in targets)))
