@@ -7,7 +7,7 @@
    process's CPU time / 600 s (target < 1 % of a core) and its RSS (target < 60 MB).
 
 The simulators run in a child process so their cost is not counted as the watchdog's.
-    python scripts/bench_watchdog.py [--nodes 64] [--minutes 10] [--json]
+    python scripts/bench_watchdog.py [--nodes 64] [--minutes 10] [--reconnect] [--json]
 """
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--period", type=float, default=10.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--reconnect", action="store_true",
+                    help="drop every connection after each round, as a real vLLM does (uvicorn closes idle "
+                         "keep-alive connections after 5 s, less than the 10 s period)")
     args = ap.parse_args()
 
     import psutil
@@ -70,6 +73,9 @@ def main() -> int:
             w0 = time.perf_counter()
             for _ in range(rounds):
                 await wd.tick(wait=True)
+                if args.reconnect:
+                    for c in wd.prober._conns.values():
+                        c.close()
                 await clock.asleep(args.period)  # simulated: no real waiting
             cpu1 = me.cpu_times()
             busy_wall = time.perf_counter() - w0
@@ -82,6 +88,7 @@ def main() -> int:
         sim_s = rounds * args.period
         res = {
             "nodes": args.nodes,
+            "reconnect_each_round": args.reconnect,
             "round_wall_s": round(round_s, 4),
             "slowest_probe_s": round(slowest, 4),
             "round_over_slowest": round(round_s / slowest, 2) if slowest else None,
