@@ -12,6 +12,9 @@ What it stands for:
   figure without an error. `report_requested=True` makes the load answer echo the request (the worst
   case: only the models list tells the truth).
 - /v1/models lists downloaded models; /v1/chat/completions JIT-loads with `jit_context` (4096).
+- /__lms/{load,unload,ps,ls}: the channel the `lms` CLI shim (launcher/sim/lms_shim.py) drives. The real
+  `lms` talks to LM Studio's daemon over its own SDK socket, not the REST API, so it loads models even on
+  a server without /api/v1 (0.3.x); these routes stand for that channel and exist on every version.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ class LmStudioSim(ServedSim):
         self.host = host
         self._port = self.server.port  # kept: still known after stop()
 
-    def load(self, key: str, context: int | None) -> tuple[str, int]:
+    def load(self, key: str, context: int | None, identifier: str | None = None) -> tuple[str, int]:
         row = self.catalog[key]
         want = int(context or self.default_context)
         got = min(want, row["max_context_length"])
@@ -59,9 +62,23 @@ class LmStudioSim(ServedSim):
             got = min(got, self.max_loadable_context)  # silently reduced: no error, no warning
         with self.lock:
             n = sum(1 for v in self.loaded.values() if v["key"] == key)
-            inst = key if n == 0 else f"{key}:{n + 1}"
+            inst = identifier or (key if n == 0 else f"{key}:{n + 1}")
             self.loaded[inst] = {"key": key, "context_length": got}
         return inst, got
+
+    def lms_ps(self) -> list[dict]:
+        """What `lms ps --json` prints: one LLMInstanceInfo per loaded instance (SDK field names)."""
+        out = []
+        for inst, v in list(self.loaded.items()):
+            row = self.catalog[v["key"]]
+            out.append({"type": row["type"], "modelKey": v["key"], "format": row["format"],
+                        "displayName": row["display_name"], "path": f"{v['key']}/{v['key'].split('/')[-1]}.gguf",
+                        "sizeBytes": row["size_bytes"], "paramsString": row["params_string"],
+                        "architecture": row["architecture"], "identifier": inst, "instanceReference": inst,
+                        "vision": row["capabilities"].get("vision", False),
+                        "trainedForToolUse": row["capabilities"].get("trained_for_tool_use", False),
+                        "maxContextLength": row["max_context_length"], "contextLength": v["context_length"]})
+        return out
 
     def instances(self, key: str) -> list[dict]:
         return [{"id": i, "config": {"context_length": v["context_length"], "parallel": 1,
@@ -82,7 +99,12 @@ class _Handler(JSONHandler):
         self.sim.requests.append((method, path, body))
         body = body if isinstance(body, dict) else {}
         routes = {("GET", "/api/v0/models"): self.v0_models, ("GET", "/v1/models"): self.openai_models,
-                  ("POST", "/v1/chat/completions"): self.chat}
+                  ("POST", "/v1/chat/completions"): self.chat,
+                  ("POST", "/__lms/load"): self.lms_load, ("POST", "/__lms/unload"): self.lms_unload,
+                  ("GET", "/__lms/ps"): lambda _b: self.send_json(200, self.sim.lms_ps()),
+                  ("GET", "/__lms/ls"): lambda _b: self.send_json(200, [
+                      {"modelKey": k, "type": r["type"], "maxContextLength": r["max_context_length"],
+                       "sizeBytes": r["size_bytes"]} for k, r in self.sim.catalog.items()])}
         if self.sim.v1:
             routes.update({("GET", "/api/v1/models"): self.v1_models,
                            ("POST", "/api/v1/models/load"): self.v1_load,
@@ -117,6 +139,22 @@ class _Handler(JSONHandler):
         if gone is None:
             return self.send_json(404, {"error": {"type": "not_found", "message": f"No instance '{inst}'"}})
         self.send_json(200, {"instance_id": inst})
+
+    def lms_load(self, b) -> None:
+        key = b.get("model") or ""
+        if key not in self.sim.catalog:
+            return self.send_json(404, {"error": f"Model '{key}' not found. Download it first (lms get {key})."})
+        inst, got = self.sim.load(key, b.get("context_length"), b.get("identifier"))
+        self.send_json(200, {"identifier": inst, "modelKey": key, "contextLength": got})
+
+    def lms_unload(self, b) -> None:
+        with self.sim.lock:
+            if b.get("all"):
+                gone = list(self.sim.loaded)
+                self.sim.loaded.clear()
+            else:
+                gone = [i for i in [b.get("identifier")] if self.sim.loaded.pop(i or "", None)]
+        self.send_json(200 if gone or b.get("all") else 404, {"unloaded": gone})
 
     def v0_models(self, _b) -> None:
         data = []

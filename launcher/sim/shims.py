@@ -13,6 +13,7 @@ from pathlib import Path
 SHIMS: dict[str, str] = {
     "vllm": "launcher.sim.vllm_cli",
     "ray": "launcher.sim.ray_shim",  # `ray start` / `ray status` for the two-node Ray flow (issue 3)
+    "lms": "launcher.sim.lms_shim",  # LM Studio's CLI: server start, load --context-length, ps --json (issue 7)
 }
 
 
