@@ -88,7 +88,8 @@ def client(*, base_url: str = "", connect: float = 5.0, read: float = 30.0,
            headers: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
            rng: Callable[[], float] = random.random, **kwargs):
     """A configured httpx.Client. retries=0 turns retrying off (probes that must be quick)."""
-    transport: httpx.BaseTransport = httpx.HTTPTransport()
+    # TLS settings belong to the transport: httpx ignores a client's `verify` when a transport is given.
+    transport: httpx.BaseTransport = httpx.HTTPTransport(verify=kwargs.pop("verify", True))
     if retries > 0:
         transport = RetryTransport(transport, retries, backoff, sleep, rng)
     return httpx.Client(base_url=base_url, timeout=_timeout(connect, read), headers=headers or {},

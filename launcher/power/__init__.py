@@ -51,9 +51,10 @@ def from_spec(spec, *, where: str | None = None, env: dict[str, str] | None = No
     if d == "homeassistant":
         return cls(spec.address, entity_id=spec.entity_id, token=secret)
     if d == "ipmi":
-        return cls(spec.address, username=spec.username, password=secret)
+        return cls(spec.address, username=spec.username, password=secret, cipher=getattr(spec, "cipher", None))
     if d == "redfish":
-        return cls(spec.address, username=spec.username, password=secret, system=spec.system)
+        return cls(spec.address, username=spec.username, password=secret, system=spec.system,
+                   verify=getattr(spec, "verify", True))
     return cls(spec.commands, password=secret, username=spec.username, toggle_after=spec.toggle_after)
 
 

@@ -19,7 +19,7 @@ class RedfishDriver(Driver):
     unsupported = {"cycle": "a BMC's own reset cannot be confirmed off; the watchdog uses ForceOff → On"}
 
     def __init__(self, address: str, *, username: str | None = None, password: str | None = None,
-                 system: str | None = None, timeout: float = 10.0, verify: bool = True, client=None):
+                 system: str | None = None, timeout: float = 10.0, verify: bool | str = True, client=None):
         super().__init__(secrets=[password] if password else [])
         self.url = base_url(address, "https")
         auth = None
@@ -27,6 +27,11 @@ class RedfishDriver(Driver):
             import httpx
 
             auth = httpx.BasicAuth(username or "root", password)
+        if isinstance(verify, str):  # a CA bundle (a BMC's own CA)
+            import ssl
+
+            verify = ssl.create_default_context(cafile=verify)
+        self.verify = verify
         self.http = client or make_client(timeout, auth=auth, verify=verify)
         self.system = system
         self._doc: dict | None = None
@@ -36,10 +41,22 @@ class RedfishDriver(Driver):
 
     def _get(self, path: str) -> dict:
         self.record(f"GET {self.url}{path}")
-        data = json_of(self, self.http.get(self.url + path), f"GET {path}")
+        data = json_of(self, self._send("get", path), f"GET {path}")
         if not isinstance(data, dict):
             raise PowerError(f"{self.describe()}: GET {path} did not answer a JSON object")
         return data
+
+    def _send(self, method: str, path: str, **kw):
+        import httpx
+
+        try:
+            return getattr(self.http, method)(self.url + path, **kw)
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise PowerError(f"{self.describe()}: the BMC's TLS certificate is not trusted ({exc})",
+                                 fix="give the BMC's CA file as `power.verify: /path/ca.pem` in the inventory, "
+                                     "or `power.verify: false` for a self-signed BMC on a trusted network") from None
+            raise
 
     def discover(self) -> str:
         if self.system:
@@ -80,7 +97,7 @@ class RedfishDriver(Driver):
         target, rtype = self.reset_type(kind)
         body = {"ResetType": rtype}
         self.record(f"POST {self.url}{target} {json.dumps(body)}")
-        check(self, self.http.post(self.url + target, json=body), f"Reset {rtype}")
+        check(self, self._send("post", target, json=body), f"Reset {rtype}")
         self._doc = None
 
     def switch(self, on: bool) -> None:

@@ -73,8 +73,9 @@ class PowerDevice:
     www_authenticate: str | None = None
 
     def __init__(self, *, on: bool = True, host: str = "127.0.0.1", port: int = 0,
-                 on_change: Callable[[bool], None] | None = None):
+                 on_change: Callable[[bool], None] | None = None, tls: tuple[str, str] | None = None):
         self.on = on
+        self.tls = tls  # (certfile, keyfile): serve HTTPS, e.g. a BMC's self-signed certificate
         self.on_change = on_change
         self.requests: list[dict] = []
         self.changes: list[tuple[float, bool]] = []
@@ -82,6 +83,12 @@ class PowerDevice:
         self._timers: list[threading.Timer] = []
         self._server = _Server((host, port), _Handler)
         self._server.device = self  # type: ignore[attr-defined]
+        if tls:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._thread: threading.Thread | None = None
         self._hooks: queue.Queue = queue.Queue()
         self._hook_thread = threading.Thread(target=self._run_hooks, daemon=True, name=f"sim-{self.kind}-hooks")
@@ -93,7 +100,7 @@ class PowerDevice:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> "PowerDevice":
         self._hook_thread.start()

@@ -40,6 +40,8 @@ class PowerSpec(Strict):
     system: str | None = None  # redfish system path, discovered when absent
     toggle_after: float | None = None  # plug switches itself back on after N s
     commands: dict[str, str] | None = None  # command driver: state/on/off[/cycle]
+    cipher: int | None = Field(default=None, ge=0, le=17)  # ipmi: lanplus cipher suite (`-C`); 3 for BMCs without 17
+    verify: bool | str = True  # redfish: TLS verification; false for a self-signed BMC, or a CA bundle path
 
     @model_validator(mode="after")
     def _needs(self):
