@@ -11,7 +11,7 @@ import shutil
 
 from launcher.bringup.laptop_common import (Clock, bring_up, Reporter, get_json, local_host, local_runtime,
                                             wait_until)
-from launcher.deployment import Deployment
+from launcher.deployment import Capacity, Deployment
 from launcher.engines import lmstudio as eng
 from launcher.engines.ollama import low_context_warning
 from launcher.errors import InputError, RuntimeFailure, ServerFailed
@@ -75,11 +75,29 @@ def _load(c, plan, api: str, key: str, ctx: int, gpu, url: str, timeout: float) 
     return None
 
 
-def _unload(c, api: str, key: str, doc: dict) -> None:
+def _unload(c, plan, api: str, key: str, doc: dict) -> None:
+    if api != "v1":  # no REST unload before 0.4: the CLI does it (else `lms load` adds a second instance)
+        if shutil.which("lms") is not None:
+            local_runtime().run(local_host(plan), eng.unload_argv(key), timeout=60.0)
+        return
     row = eng.find_model(doc, key) or {}
     for inst in row.get("loaded_instances") or []:
-        if api == "v1" and inst.get("id"):
+        if inst.get("id"):
             c.post("/api/v1/models/unload", json={"instance_id": inst["id"]})
+
+
+def _ps(plan) -> list:
+    """`lms ps --json`, or [] when lms is missing or says nothing usable."""
+    import json
+
+    if shutil.which("lms") is None:
+        return []
+    res = local_runtime().run(local_host(plan), eng.ps_argv(), timeout=30.0)
+    try:
+        items = json.loads(res.stdout) if res.code == 0 else []
+    except ValueError:
+        return []
+    return items if isinstance(items, list) else []
 
 
 def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
@@ -126,19 +144,26 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
             rep.step("load", f"{key} already loaded with context {want}")
         else:
             if now:
-                _unload(c, api, key, doc)
+                _unload(c, plan, api, key, doc)
             rep.step("load", f"loading {key} with context {want}")
             instance = _load(c, plan, api, key, want, o.gpu, url, timeout)
         rep.step("measure", "reading back the loaded context")
         doc = _models(c, api)
     got = eng.loaded(doc, instance or key) or eng.loaded(doc, key)
+    from_ps = None
+    if got is None and api != "v1":  # a REST list without the loaded context: ask the CLI
+        from_ps = got = eng.loaded_from_ps(_ps(plan), key)
     if got is None:
         raise ServerFailed(f"LM Studio reports {key} as not loaded after loading it", where=f"{url}/api/{api}/models",
                            fix="check LM Studio's log (Developer tab) for why it unloaded")
     instance, ctx = got
-    cap = capacity_from_lmstudio(doc, instance)
-    if cap.max_model_len is None:
-        cap = capacity_from_lmstudio(doc, key)
+    if from_ps:
+        cap = Capacity(kv_tokens=ctx, max_concurrency=1.0, max_model_len=ctx, slots=1,
+                       source="lmstudio `lms ps --json` contextLength")
+    else:
+        cap = capacity_from_lmstudio(doc, instance)
+        if cap.max_model_len is None:
+            cap = capacity_from_lmstudio(doc, key)
     if ctx < want:
         rep.warn(f"LM Studio loaded {key} with a {ctx}-token context, not the {want} asked for (it reduces the "
                 f"context silently when memory is short); using {ctx}")

@@ -43,6 +43,23 @@ def load_argv(key: str, context: int | None, *, gpu: str | float | None = None,
     return argv
 
 
+def unload_argv(identifier: str) -> list[str]:
+    return ["lms", "unload", identifier]
+
+
+def ps_argv() -> list[str]:
+    return ["lms", "ps", "--json"]
+
+
+def loaded_from_ps(items, key: str) -> tuple[str, int] | None:
+    """(identifier, context really loaded) from `lms ps --json` (a list of instances with `identifier`,
+    `modelKey`, `contextLength`), matched by identifier or model key; None when absent."""
+    for it in items if isinstance(items, list) else []:
+        if isinstance(it, dict) and key in (it.get("identifier"), it.get("modelKey")) and it.get("contextLength"):
+            return str(it.get("identifier") or key), int(it["contextLength"])
+    return None
+
+
 def load_body(key: str, context: int | None) -> dict:
     """POST /api/v1/models/load body."""
     body: dict = {"model": key}

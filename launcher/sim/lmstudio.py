@@ -42,11 +42,14 @@ def default_catalog() -> dict[str, dict]:
 class LmStudioSim(ServedSim):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, catalog: dict | None = None,
                  max_loadable_context: int | None = None, report_requested: bool = False,
-                 jit_context: int = 4096, default_context: int = 4096, v1: bool = True):
+                 jit_context: int = 4096, default_context: int = 4096, v1: bool = True,
+                 v0_loaded_context: bool = True):
         self.catalog = catalog or default_catalog()
         self.loaded: dict[str, dict] = {}  # instance id -> {"key", "context_length"}
         self.max_loadable_context, self.report_requested = max_loadable_context, report_requested
         self.jit_context, self.default_context, self.v1 = jit_context, default_context, v1
+        # False: v0 rows say "loaded" without loaded_context_length (only `lms ps` tells the context)
+        self.v0_loaded_context = v0_loaded_context
         self.requests: list[tuple[str, str, object]] = []
         self.lock = threading.Lock()
         self.server = SimHTTPServer(host, port, _Handler, owner=self)
@@ -165,8 +168,9 @@ class _Handler(JSONHandler):
                     "capabilities": ["tool_use"] if row["capabilities"].get("trained_for_tool_use") else []}
             insts = self.sim.instances(k)
             if insts:
-                data.append({**base, "state": "loaded",
-                             "loaded_context_length": insts[0]["config"]["context_length"]})
+                extra = ({"loaded_context_length": insts[0]["config"]["context_length"]}
+                         if self.sim.v0_loaded_context else {})
+                data.append({**base, "state": "loaded", **extra})
             else:
                 data.append({**base, "state": "not-loaded"})
         self.send_json(200, {"object": "list", "data": data})
