@@ -78,6 +78,25 @@ def known_docker_urls(recipe: str | None = None) -> list[str]:
     return sorted(urls)
 
 
+def docker_ssh_host(url: str) -> dict | None:
+    """The inventory host (its ssh settings) behind an ssh:// Docker daemon, from the deployment
+    notes; lets `down`, `status` and `logs` reach the daemon as `up` did."""
+    import json
+
+    from launcher import paths
+
+    d = paths.state_dir() / "deployments"
+    for f in (sorted(d.glob("*.json")) if d.is_dir() else []):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for name, host in (data.get("docker_hosts") or {}).items():
+            if host.get("docker_url") == url:
+                return {**(data.get("hosts") or {}).get(name, {}), "name": name}
+    return None
+
+
 def find_handles(rt, recipe: str | None, docker_urls: list[str] | None = None) -> list[Handle]:
     """rt.find(), with the Docker daemons this recipe (or any) used when rt is the docker runtime."""
     if rt.name == "docker":
@@ -123,7 +142,9 @@ def remember(plan) -> None:
             "served": plan.served_name, "plan_hash": plan.hash, "runtime": plan.runtime,
             "api_key": plan.api_key.model_dump(exclude_none=True) if plan.api_key else None,
             "hosts": plan.hosts,
-            "docker_urls": sorted({p.docker_url for p in plan.processes if p.docker_url})}
+            "docker_urls": sorted({p.docker_url for p in plan.processes if p.docker_url}),
+            "docker_hosts": {p.host: {"docker_url": p.docker_url} for p in plan.processes
+                             if p.docker_url and p.docker_url.startswith("ssh://")}}
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

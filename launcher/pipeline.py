@@ -88,8 +88,11 @@ def run_pipeline(recipe_l, plan, *, agent, agent_args, validate, replace, write,
     from launcher import deploy
 
     r = recipe_l.spec
-    key = resolve_key(recipe_l, plan)
+    # vLLM's bring-up checks the key with its preflight (all problems in one list); others: key first
+    key = resolve_key(recipe_l, plan) if plan.engine != "vllm" else None
     deployment = deploy.up(plan, r, replace=replace, timeout=timeout)
+    if plan.engine == "vllm":
+        key = resolve_key(recipe_l, plan)
     derive_limits(recipe_l, deployment)
     if validate:
         validate_gate(recipe_l, deployment, key)

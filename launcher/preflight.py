@@ -187,14 +187,35 @@ def _weights_warning(plan, rt, name: str, host: dict) -> list[Problem]:
     return []
 
 
-def preflight(plan, rt, *, hosts: list[str] | None = None) -> list[str]:
-    """Check every host concurrently. Returns warnings; raises PreflightFailed listing every problem."""
+def key_problem(plan, exc: LauncherError) -> Problem:
+    """An unreadable API key source as a preflight problem, listed with the hosts' problems (so a
+    missing key and an unreachable host show up in one run). It names the source, never a value."""
+    return Problem(f"api_key ({plan.api_key.describe()})", exc.what, exc.fix or "fix api_key in the recipe")
+
+
+def merge(problems: list[Problem]) -> list[Problem]:
+    """One entry per distinct cause: the same problem on several hosts (the weights missing from every
+    host's HF cache) is listed once, naming the hosts."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for p in problems:
+        hosts = groups.setdefault((p.what, p.fix, p.kind), [])
+        if p.host not in hosts:
+            hosts.append(p.host)
+    return [Problem(", ".join(hosts), what, fix, kind) for (what, fix, kind), hosts in groups.items()]
+
+
+def preflight(plan, rt, *, hosts: list[str] | None = None, extra: list[Problem] | None = None) -> list[str]:
+    """Check every host concurrently. Returns warnings; raises PreflightFailed listing every problem
+    (extra: problems found before, such as an unreadable API key source, listed with the rest)."""
     names = hosts or list(dict.fromkeys(p.host for p in plan.processes))
-    if not names:
-        return []
-    with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="preflight") as ex:
-        results = list(ex.map(lambda n: _safe_check(plan, rt, n), names))
-    problems = [p for group in results for p in group]
+    know = getattr(rt, "know_hosts", None)
+    if know is not None:
+        know(plan)  # the docker runtime: each ssh:// daemon is reached with its host's ssh settings
+    results: list[list[Problem]] = []
+    if names:
+        with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="preflight") as ex:
+            results = list(ex.map(lambda n: _safe_check(plan, rt, n), names))
+    problems = merge(list(extra or []) + [p for group in results for p in group])
     errors = [p for p in problems if p.kind != "warning"]
     if errors:
         raise PreflightFailed(errors, plan.recipe)

@@ -149,6 +149,43 @@ class LiveProgress(Progress):
         self._live.stop()
 
 
+class PullTracker:
+    """Docker pull events (one per layer: Pulling fs layer, Downloading current/total, Download
+    complete, Extracting, Pull complete, Already exists) -> the "pulling image" stage with one percent:
+    the mean over the image's layers of each layer's downloaded fraction."""
+
+    DONE = ("download complete", "extracting", "verifying checksum", "pull complete", "already exists")
+
+    def __init__(self, progress: Progress, elapsed: Callable[[], float], *, every: float = 0.1):
+        self.progress, self.elapsed, self.every = progress, elapsed, every
+        self.layers: dict[str, float] = {}  # layer id -> downloaded fraction
+        self._shown: tuple[int, int] | None = None
+        self._at = -1e9
+
+    def __call__(self, ev) -> None:
+        status = (ev.status or "").lower()
+        layer = ev.layer
+        if layer and (status.startswith(("pulling fs layer", "waiting", "downloading")) or
+                      status.startswith(self.DONE)):
+            if status.startswith("downloading") and ev.total:
+                frac = min(1.0, (ev.current or 0) / ev.total)
+            elif status.startswith(self.DONE):
+                frac = 1.0
+            else:
+                frac = self.layers.get(layer, 0.0)
+            self.layers[layer] = max(frac, self.layers.get(layer, 0.0))
+        if not self.layers:
+            return
+        pct = 100.0 * sum(self.layers.values()) / len(self.layers)
+        done = sum(1 for f in self.layers.values() if f >= 1.0)
+        key = (int(pct), done)
+        now = self.elapsed()
+        if key == self._shown or (now - self._at < self.every and done < len(self.layers)):
+            return
+        self._shown, self._at = key, now
+        self.progress.stage(Stage("image", pct, f"{ev.image}: {done}/{len(self.layers)} layers"), now)
+
+
 def default_progress(title: str = "", *, quiet: bool = False) -> Progress:
     if quiet:
         return Progress()
@@ -182,13 +219,16 @@ def _pump(lines: Iterable[str], q: queue.Queue) -> None:
 def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], probe: Callable[[], bool],
                   timeout: float, progress: Progress | None = None, clock: Callable[[], float] = time.monotonic,
                   exit_poll: float = 0.5, slow_probe: float = 2.0, fail_grace: float = 5.0,
-                  keep_lines: int = 5000, timeout_label: float | None = None) -> WatchResult:
+                  keep_lines: int = 5000, timeout_label: float | None = None,
+                  started_at: float | None = None) -> WatchResult:
     """Follow `lines` until ready, failed, exited or timed out.
 
     exited() returns None while every watched process runs, else an object with code, signal,
     oom_killed, reason (runtimes.base.ExitInfo). probe() returns True once the server is ready.
     After the API-up log line the probe runs at once, then after 5 ms, growing ×1.5 up to 0.5 s; before it,
     every `slow_probe` seconds (servers whose log wording we do not know still become ready).
+    Elapsed times (stages, the result) count from `started_at` (a clock() value; default: now), so a
+    launch that pulled an image first shows the time since it began.
     """
     progress = progress or Progress()
     reader = LogReader()
@@ -198,6 +238,7 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
     threading.Thread(target=_pump, args=(lines, q), name="launch-log-follow", daemon=True).start()
 
     t0 = clock()
+    base = t0 if started_at is None else started_at
     deadline = t0 + timeout
     next_probe = t0 + min(slow_probe, 0.2)
     interval = slow_probe
@@ -218,7 +259,7 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
             _take(item)
         if failure is not None and reader.failure is not None and failure.kind in ("exited", "timeout"):
             failure = reader.failure
-        return WatchResult(ready, failure, clock() - t0, list(seen), list(tail), reader.version,
+        return WatchResult(ready, failure, clock() - base, list(seen), list(tail), reader.version,
                            getattr(probe, "models", None))
 
     def _take(line: str) -> list:
@@ -250,7 +291,7 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
             was_up = reader.api_up
             for ev in _take(item):
                 if isinstance(ev, Stage):
-                    progress.stage(ev, now - t0)
+                    progress.stage(ev, now - base)
                 elif fail_at is None:
                     fail_at = now + fail_grace
             if reader.api_up and not was_up:
@@ -266,12 +307,12 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
             return result(False, reader.failure)
         if now >= next_probe:
             if probe():
-                progress.stage(Stage("ready"), clock() - t0)
+                progress.stage(Stage("ready"), clock() - base)
                 return result(True, None)
             if reader.api_up:
                 interval = min(interval * 1.5, 0.5)
             next_probe = clock() + interval
 
 
-__all__ = ["ReadyProbe", "Progress", "LineProgress", "LiveProgress", "default_progress", "watch_startup",
+__all__ = ["ReadyProbe", "Progress", "PullTracker", "LineProgress", "LiveProgress", "default_progress", "watch_startup",
            "WatchResult", "STAGE_LABELS"]

@@ -16,6 +16,7 @@ Nothing runs: tests script outputs and outcomes.
   double.on_exec = fn(exec) -> None | (bytes, code)   None: keeps running (detached server);
                                                       tuple: output and exit code, ends at once
   double.finish_exec(exec_id, code)
+  double.follows                 log streams being followed right now (a closed client ends its own)
 Fixture: `docker_double` (function-scoped) from `from docker_double import docker_double`.
 """
 from __future__ import annotations
@@ -74,6 +75,7 @@ class DockerDouble:
             {"status": "Status: Downloaded newer image"}]
         self.pull_error: str | None = None
         self.on_exec = None
+        self.follows = 0  # followed log streams open right now (`docker logs -f` clients)
         self.cond = threading.Condition()
         self._server: _Server | None = None
 
@@ -313,18 +315,37 @@ class _Handler(BaseHTTPRequestHandler):
         if q.get("follow") not in ("1", "true"):
             return self._reply(200, data, ctype="application/vnd.docker.multiplexed-stream")
         self._stream_start("application/vnd.docker.multiplexed-stream")
-        if not self._write(data):
-            return
-        sent = len(d.logs[c["Id"]])
-        while True:
-            with d.cond:
-                d.cond.wait_for(lambda: len(d.logs[c["Id"]]) > sent or not c["State"]["Running"], timeout=0.5)
-                new, sent = d.logs[c["Id"]][sent:], len(d.logs[c["Id"]])
-                running = c["State"]["Running"]
-            if new and not self._write(b"".join(frame(s, t) for s, t in new if s in want)):
+        with d.cond:
+            d.follows += 1
+        try:
+            if not self._write(data):
                 return
-            if not running and not new:
-                return self._stream_end()
+            sent = len(d.logs[c["Id"]])
+            while True:
+                with d.cond:
+                    d.cond.wait_for(lambda: len(d.logs[c["Id"]]) > sent or not c["State"]["Running"], timeout=0.1)
+                    new, sent = d.logs[c["Id"]][sent:], len(d.logs[c["Id"]])
+                    running = c["State"]["Running"]
+                if new and not self._write(b"".join(frame(s, t) for s, t in new if s in want)):
+                    return
+                if not running and not new:
+                    return self._stream_end()
+                if self._client_gone():  # the client closed its end (what dockerd notices too)
+                    return
+        finally:
+            with d.cond:
+                d.follows -= 1
+                d.cond.notify_all()
+
+    def _client_gone(self) -> bool:
+        import select
+        import socket
+
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def list_(self, d, q, b):
         filters = json.loads(q.get("filters") or "{}")

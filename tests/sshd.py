@@ -90,8 +90,9 @@ def _keygen(path: Path) -> None:
                    check=True, capture_output=True, timeout=30)
 
 
-def start_sshd(base: Path, *, timeout: float = 10.0) -> SshServer:
-    """Generate keys and configs under base and start sshd; returns once it accepts connections."""
+def start_sshd(base: Path, *, timeout: float = 10.0, env: dict[str, str] | None = None) -> SshServer:
+    """Generate keys and configs under base and start sshd; returns once it accepts connections.
+    env: more variables for every session (sshd's SetEnv; PATH included, which sshd sets last)."""
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o700)
     home = base / "home"
@@ -114,7 +115,7 @@ StrictModes no
 PermitRootLogin prohibit-password
 PidFile none
 LogLevel ERROR
-SetEnv HOME={home} LAUNCHER_TEST_SSHD={token}
+SetEnv HOME={home} LAUNCHER_TEST_SSHD={token}{"".join(f" {k}={v}" for k, v in (env or {}).items())}
 """)
     known = base / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {Path(f'{host_key}.pub').read_text().split(' ')[0]} "

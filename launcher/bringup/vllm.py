@@ -7,15 +7,16 @@ Facts: ../shared/reference/vllm.md. The runtime contract: launcher/runtimes/base
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 from launcher.bringup.vllm_follow import Follower
 from launcher.bringup.vllm_ray import head_run, wait_ray
 from launcher.deployment import Deployment
 from launcher.engines.vllm_logs import Failure, exit_failure
-from launcher.errors import RuntimeFailure, ServerFailed
+from launcher.errors import LauncherError, RuntimeFailure, ServerFailed
 from launcher.runtimes.base import ExitInfo, Handle
-from launcher.watch import Progress, ReadyProbe, default_progress, watch_startup
+from launcher.watch import Progress, PullTracker, ReadyProbe, default_progress, watch_startup
 
 __all__ = ["up", "head_run", "host_facts", "measure", "api_key_for", "server_failed", "stop_all"]
 
@@ -200,6 +201,39 @@ def _start_all(plan, rt, key, progress: Progress, timeout: float, clock) -> tupl
     return started, server
 
 
+def _refuse_without_key(plan, rt, exc, skip_preflight: bool) -> None:
+    """The key source is unreadable. With this recipe running, that is the only problem (attaching
+    needs just the key); otherwise it is listed together with every host's preflight problems."""
+    from launcher.deploy import find_handles
+    from launcher.preflight import PreflightFailed, key_problem, preflight
+
+    urls = [p.docker_url for p in plan.processes if p.docker_url]
+    try:
+        running = any(h.recipe == plan.recipe and rt.alive(h) for h in find_handles(rt, plan.recipe, urls))
+    except Exception:  # noqa: BLE001 - unreachable hosts: preflight says so below
+        running = False
+    if running:
+        raise exc
+    problem = key_problem(plan, exc)
+    if skip_preflight:
+        raise PreflightFailed([problem], plan.recipe)
+    preflight(plan, rt, extra=[problem])  # raises: the key problem is an error
+
+
+@contextmanager
+def _pull_display(rt, progress: Progress, clock, t0: float):
+    """Image pulls (docker runtime) shown as the first stage: per-layer progress -> one percent."""
+    if not hasattr(rt, "on_pull"):
+        yield
+        return
+    old = rt.on_pull
+    rt.on_pull = PullTracker(progress, lambda: clock() - t0)
+    try:
+        yield
+    finally:
+        rt.on_pull = old
+
+
 def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None,
        progress: Progress | None = None, runtime=None, clock: Callable[[], float] = time.monotonic,
        skip_preflight: bool = False) -> Deployment:
@@ -212,25 +246,37 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
     own_progress = progress is None
     progress = progress or default_progress(f"{plan.recipe}: ")
     try:
-        key = api_key_for(plan)
+        know = getattr(rt, "know_hosts", None)
+        if know is not None:
+            know(plan)  # docker: each ssh:// daemon is reached with its inventory host's ssh settings
+        try:
+            key = api_key_for(plan)
+        except LauncherError as exc:
+            _refuse_without_key(plan, rt, exc, skip_preflight)
+            raise
         att = _attach_or_clear(plan, rt, key, replace, progress, timeout)
         if att is not None:
             return att
+        t0 = clock()
         if not skip_preflight:
             for w in preflight(plan, rt):
                 progress.note(f"warning: {w}")
-        t0 = clock()
-        started, server = _start_all(plan, rt, key, progress, timeout, clock)
         from launcher.deploy import forget_deployment, remember
 
-        remember(plan)
+        remember(plan)  # before anything starts: `launch down` of an interrupted launch reaches it all
+        try:
+            with _pull_display(rt, progress, clock, t0):
+                started, server = _start_all(plan, rt, key, progress, timeout, clock)
+        except BaseException:
+            forget_deployment(plan.recipe)
+            raise
         probe = ReadyProbe(plan.endpoint, plan.served_name, key)
         follower = Follower(rt, server)
         try:
             res = watch_startup(follower, exited=_exited_any(rt, started, server),
                                 probe=probe, timeout=max(1.0, timeout - (clock() - t0)), progress=progress,
                                 exit_poll=1.0 if plan.runtime == "local" else 2.0, clock=clock,
-                                timeout_label=timeout)
+                                timeout_label=timeout, started_at=t0)
         except BaseException:
             probe.close()
             follower.close()

@@ -3,8 +3,9 @@
 A runtime's `logs(follow=True)` runs until the process ends, which for a healthy server is never:
 after `launch up` returns (and the pipeline goes on to run the agent) nothing may keep polling or
 keep an `ssh … tail -F` open. Local logs are tailed here directly (a file read every 20 ms, an
-exit check every ~250 ms while idle); other runtimes' followers are ended on close() by stopping
-the helper processes (ssh's `tail`) this process started for that log.
+exit check every ~250 ms while idle); docker log streams are shut down on close() (the runtime's
+open_logs() hands out a closer); ssh followers are ended by stopping the helper processes (ssh's
+`tail`) this process started for that log.
 """
 from __future__ import annotations
 
@@ -21,15 +22,31 @@ class Follower:
         self.rt, self.handle, self.poll = rt, handle, poll
         self._exit_polls = max(1, int(exit_every / poll))
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._closer = None
 
     def __iter__(self) -> Iterator[str]:
         if self.handle.runtime == "local" and self.handle.log_path:
             yield from self._tail_file(self.handle.log_path)
             return
-        for line in self.rt.logs(self.handle, follow=True):
-            if self._stop.is_set():
+        opener = getattr(self.rt, "open_logs", None)
+        if opener is not None:  # docker: a stream close() can end from the watch's thread
+            lines, closer = opener(self.handle, follow=True)
+            with self._lock:
+                self._closer = closer
+                stopped = self._stop.is_set()
+            if stopped:
+                closer()
                 return
-            yield line
+        else:
+            lines = self.rt.logs(self.handle, follow=True)
+        try:
+            for line in lines:
+                if self._stop.is_set():
+                    return
+                yield line
+        finally:
+            getattr(lines, "close", lambda: None)()
 
     def _tail_file(self, path: str) -> Iterator[str]:
         split = LineSplitter()
@@ -55,7 +72,15 @@ class Follower:
             f.close()
 
     def close(self) -> None:
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
+            closer = self._closer
+        if closer is not None:
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - best effort: the stream also ends with the process
+                pass
+            return
         if self.handle.runtime == "local" or not self.handle.log_path:
             return
         try:

@@ -10,6 +10,7 @@ environment at create time: the Docker API has no other way, and they never appe
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -17,8 +18,8 @@ from launcher import state
 from launcher.errors import RuntimeFailure
 from launcher.runtimes.base import CommandResult, ExitInfo, Handle, Runtime
 from launcher.runtimes.common import LineSplitter, check_env, exit_from_status
-from launcher.runtimes.docker_api import (Clients, PullProgress, daemon_errors, ensure_image, exec_stream,
-                                          is_local_url)
+from launcher.runtimes.docker_api import (Clients, ExecStream, PullProgress, daemon_errors, ensure_image,
+                                          is_local_url, make_client, shutdown_response)
 from launcher.spec.inventory import LOCAL_ADDRESSES
 
 EXEC_LOG_DIR = "/tmp/launcher-logs"
@@ -51,8 +52,41 @@ class DockerRuntime(Runtime):
                  client_factory: Callable[[str], object] | None = None, sleep: Callable[[float], None] = time.sleep):
         self.on_pull = on_pull
         self.poll_interval = poll_interval
-        self.clients = Clients(client_factory)
+        self.clients = Clients(client_factory or (lambda url: make_client(url, self.ssh_argv_for(url))))
         self._sleep = sleep
+        self._ssh_hosts: dict[str, dict] = {}  # ssh:// daemon URL -> its inventory host
+
+    # -- ssh:// daemons ------------------------------------------------------------------------
+    def know_hosts(self, plan) -> None:
+        """Remember which inventory host each of the plan's ssh:// daemons is, so the ssh that
+        reaches it gets that host's ssh user, port, identity file and options."""
+        for p in plan.processes:
+            if p.docker_url and p.docker_url.startswith("ssh://") and p.host in plan.hosts:
+                self._ssh_hosts.setdefault(p.docker_url, {**plan.hosts[p.host], "name": p.host})
+
+    def ssh_argv_for(self, url: str) -> list[str] | None:
+        """`ssh [options] DEST` for an ssh:// daemon: its inventory host's settings (from know_hosts
+        or from the deployment notes of an earlier launch), or None (the URL alone)."""
+        if not url.startswith("ssh://"):
+            return None
+        host = self._ssh_hosts.get(url)
+        if host is None:
+            from launcher.deploy import docker_ssh_host
+
+            host = docker_ssh_host(url)
+        if host is None:
+            return None
+        from urllib.parse import urlsplit
+
+        from launcher.runtimes.ssh import SshRuntime
+
+        u = urlsplit(url)
+        ssh = dict(host.get("ssh") or {})
+        if u.username:
+            ssh["user"] = u.username
+        if u.port:
+            ssh["port"] = u.port
+        return SshRuntime().ssh_argv({**host, "address": u.hostname or host.get("address"), "ssh": ssh})
 
     def client(self, url: str | None):
         return self.clients.get(url)
@@ -244,10 +278,55 @@ class DockerRuntime(Runtime):
 
     # -- logs ----------------------------------------------------------------------------------
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        lines, _close = self.open_logs(handle, follow=follow, tail=tail)
+        return lines
+
+    def open_logs(self, handle: Handle, *, follow: bool = False,
+                  tail: int | None = None) -> tuple[Iterator[str], Callable[[], None]]:
+        """The log as lines, and a close() another thread may call to end a follow at once (the
+        SDK's stream otherwise blocks until the container ends: a healthy server's never does)."""
+        holder: dict = {"closed": False, "chunks": None}
+        lock = threading.Lock()
+
+        def close() -> None:
+            with lock:
+                holder["closed"] = True
+                chunks = holder["chunks"]
+            if chunks is None:
+                return
+            if isinstance(chunks, ExecStream):
+                chunks.close()
+            else:  # the SDK's CancellableStream: shut its connection down (works over ssh:// too)
+                shutdown_response(getattr(chunks, "_response", None))
+
+        def lines() -> Iterator[str]:
+            chunks = self._log_chunks(handle, follow, tail)
+            if chunks is None:
+                return
+            with lock:
+                holder["chunks"] = chunks
+                closed = holder["closed"]
+            if closed:
+                close()
+                return
+            split = LineSplitter()
+            it = iter(chunks)
+            try:
+                for chunk in it:
+                    yield from split.feed(chunk)
+                yield from split.flush()
+            finally:
+                try:  # ExecStream: its generator releases the response; the SDK's stream closes itself
+                    getattr(it, "close", lambda: None)()
+                except Exception:  # noqa: BLE001 - closing a broken stream
+                    pass
+
+        return lines(), close
+
+    def _log_chunks(self, handle: Handle, follow: bool, tail: int | None):
         import docker.errors
 
         url, client = handle.ref["docker_url"], self.client(handle.ref["docker_url"])
-        split = LineSplitter()
         if handle.ref.get("exec_id"):
             cmd = ["sh", "-c", EXEC_TAIL, "sh", handle.ref["log"], "+1" if tail is None else str(tail),
                    "1" if follow else ""]
@@ -255,26 +334,17 @@ class DockerRuntime(Runtime):
                 try:
                     eid = client.api.exec_create(handle.ref["container_id"], cmd)["Id"]
                 except docker.errors.NotFound:
-                    return
+                    return None
                 except docker.errors.APIError:
-                    return  # container not running: its exec logs are gone with it
-            chunks = exec_stream(client, eid)
-        else:
-            with daemon_errors(url, f"reading the log of {handle.ref['container_name']}"):
-                try:
-                    c = client.containers.get(handle.ref["container_id"])
-                except docker.errors.NotFound:
-                    return
-                chunks = c.logs(stream=True, follow=follow, tail="all" if tail is None else tail,
-                                stdout=True, stderr=True)
-        try:
-            for chunk in chunks:
-                yield from split.feed(chunk)
-            yield from split.flush()
-        finally:
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
+                    return None  # container not running: its exec logs are gone with it
+            return ExecStream(client, eid)
+        with daemon_errors(url, f"reading the log of {handle.ref['container_name']}"):
+            try:
+                c = client.containers.get(handle.ref["container_id"])
+            except docker.errors.NotFound:
+                return None
+            return c.logs(stream=True, follow=follow, tail="all" if tail is None else tail,
+                          stdout=True, stderr=True)
 
     # -- run / find ----------------------------------------------------------------------------
     def run(self, host: dict, argv: list[str], *, timeout: float = 10.0) -> CommandResult:

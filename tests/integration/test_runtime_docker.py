@@ -192,3 +192,109 @@ def test_pull_failure_and_unreachable_daemon(rt, docker_double, tmp_path):
     assert rt.check(docker_double.url) is None and rt.has_image(docker_double.url, IMAGE) is False
     msg = rt.check(f"unix://{tmp_path}/nothing.sock")
     assert msg and "cannot reach the Docker daemon" in msg and "systemctl start docker" in msg
+
+
+# -- ssh:// daemons -------------------------------------------------------------------------------
+DIAL_SHIM = r'''#!{python}
+# Stands for `docker system dial-stdio` on the Docker host: stdin/stdout bridged to the daemon socket.
+import os, socket, sys, threading
+if sys.argv[1:] != ["system", "dial-stdio"]:
+    sys.exit("docker shim: only `docker system dial-stdio`")
+s = socket.socket(socket.AF_UNIX)
+s.connect({sock!r})
+def up():
+    while True:
+        b = os.read(0, 65536)
+        if not b:
+            break
+        s.sendall(b)
+    try:
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=up, daemon=True).start()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    os.write(1, b)
+'''
+
+
+@pytest.fixture
+def ssh_docker(tmp_path_factory, docker_double):
+    """A real sshd whose sessions find a `docker` that dials the Docker double (what dockerd's
+    `docker system dial-stdio` does); the inventory host reaches it only with its own port/identity."""
+    import sys
+
+    from conftest import require
+    from sshd import SSHD, start_sshd
+
+    require("sshd (openssh-server)", SSHD, "apt-get install openssh-server")
+    base = tmp_path_factory.mktemp("sshdock")
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "docker"
+    shim.write_text(DIAL_SHIM.format(python=sys.executable, sock=docker_double.path))
+    shim.chmod(0o755)
+    server = start_sshd(base / "sshd", env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    try:
+        yield server, docker_double
+    finally:
+        server.stop()
+
+
+def test_ssh_daemon_reached_with_the_inventory_ssh_settings(isolated, ssh_docker):
+    """docker: ssh://127.0.0.1 names no port, user or key: only the inventory's ssh settings
+    (port, user, identity file, options) get through, so each request really goes over them."""
+    import psutil
+
+    sshd, double = ssh_docker
+    url = "ssh://127.0.0.1"
+    argv = ["vllm", "serve", "org/model", "--port", "8000"]
+    host = sshd.host_spec(docker=url)
+    plan, proc = make_plan(argv, runtime="docker", docker_url=url, hosts={"node": host},
+                           container=_spec("server", argv, ports={"8000/tcp": 8000}))
+    rt = DockerRuntime(poll_interval=0.01)
+    rt.know_hosts(plan)
+    ssh_argv = rt.ssh_argv_for(url)
+    assert ssh_argv[-1] == "127.0.0.1" and ["-p", str(sshd.port)] == ssh_argv[ssh_argv.index("-p"):][:2]
+    assert str(sshd.identity) in ssh_argv and ["-l", sshd.user] == ssh_argv[ssh_argv.index("-l"):][:2]
+    assert "BatchMode=yes" in ssh_argv
+    try:
+        assert rt.check(url) is None
+        double.images.add(IMAGE)
+        h = rt.start(proc, plan, {"VLLM_API_KEY": SECRET})
+        double.add_log(h.ref["container_id"], "hello over ssh\n")
+        assert list(rt.logs(h)) == ["hello over ssh"]
+        assert rt.exit_info(h) is None
+        # a follow ended from another thread (what the start-up watch does once ready)
+        lines, close = rt.open_logs(h, follow=True)
+        got = []
+        t = threading.Thread(target=lambda: got.extend(lines), daemon=True)
+        t.start()
+        assert wait_for(lambda: double.follows == 1 and got, 10)
+        close()
+        t.join(5)
+        assert not t.is_alive() and got == ["hello over ssh"]
+        assert wait_for(lambda: double.follows == 0, 5)
+        rt.stop(h)
+        assert double.containers == {}
+        assert any(c.path.endswith("/containers/create") for c in double.calls)
+    finally:
+        rt.clients.close()
+    # the pooled `ssh … docker system dial-stdio` processes end with the client
+    me = psutil.Process()
+    assert wait_for(lambda: not [c for c in me.children(recursive=True)
+                                 if "dial-stdio" in " ".join(c.cmdline())], 5)
+    assert wait_for(lambda: sshd.leftovers() == [], 5)
+
+
+def test_ssh_daemon_without_inventory_settings_fails_with_a_fix(isolated, ssh_docker):
+    """The same URL without the inventory's settings: ssh tries port 22 and the check says how to fix."""
+    rt = DockerRuntime()
+    try:
+        err = rt.check("ssh://127.0.0.1:1")
+    finally:
+        rt.clients.close()
+    assert err and "Docker daemon" in err and "ssh" in err
