@@ -24,6 +24,13 @@ def up(recipe: str = typer.Argument(..., help="Recipe name or path."),
 
     recipe_l, plan = build_for(recipe, port=port)
     d = deploy.up(plan, recipe_l, replace=replace, timeout=timeout)
+    from launcher.errors import LauncherError
+    from launcher.pipeline import derive_limits
+
+    try:
+        derive_limits(recipe_l, d)  # DESIGN: `launch up --json` carries limits {context, output}
+    except LauncherError as exc:  # the server is up; only the agent's limits cannot be promised
+        ui.warn(f"no agent limits: {exc.what} ({exc.fix})" if exc.fix else f"no agent limits: {exc.what}")
     if as_json:
         ui.print_json(d.to_json())
         return

@@ -8,9 +8,20 @@ are a JSON string. (Stands for: a tool-capable model behaving well; not a model'
 from __future__ import annotations
 
 import json
+import secrets
+import string
 import time
 
 from launcher.sim.common import new_id
+
+
+def call_id(fingerprint: str = "") -> str:
+    """A tool-call id as each server makes them: Ollama "call_" + 8 lowercase letters/digits
+    (openai.go toolCallId), LM Studio a string of digits."""
+    if fingerprint == "lmstudio":
+        return str(100000000 + secrets.randbelow(900000000))
+    alphabet = string.ascii_lowercase + string.digits
+    return "call_" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _sample(schema: dict, name: str = ""):
@@ -37,14 +48,14 @@ def arguments_for(params: dict) -> dict:
     return {name: _sample(props.get(name) or {}, name) for name in required}
 
 
-def reply(messages: list, tools: list | None) -> dict:
+def reply(messages: list, tools: list | None, fingerprint: str = "") -> dict:
     """{"content": str, "tool_calls": [ {id, type, function:{name, arguments(str)}} ]}."""
     last = messages[-1] if messages else {}
     if tools and last.get("role") == "user":
         fn = (tools[0] or {}).get("function") or {}
         args = arguments_for(fn.get("parameters") or {})
         return {"content": "", "tool_calls": [{
-            "id": new_id("call_", 6), "type": "function",
+            "id": call_id(fingerprint), "type": "function",
             "function": {"name": fn.get("name", "tool"), "arguments": json.dumps(args)}}]}
     if last.get("role") == "tool":
         return {"content": f"The tool returned: {str(last.get('content'))[:200]}", "tool_calls": []}
@@ -52,10 +63,11 @@ def reply(messages: list, tools: list | None) -> dict:
 
 
 def completion(model: str, messages: list, tools: list | None, fingerprint: str) -> dict:
-    r = reply(messages, tools)
+    r = reply(messages, tools, fingerprint)
     msg = {"role": "assistant", "content": r["content"]}
-    if r["tool_calls"]:
-        msg["tool_calls"] = r["tool_calls"]
+    if r["tool_calls"]:  # Ollama's ToolCall carries its index in whole answers too
+        msg["tool_calls"] = [{"index": i, **tc} if fingerprint != "lmstudio" else tc
+                             for i, tc in enumerate(r["tool_calls"])]
     prompt_tokens = sum(len(str(m.get("content") or "").split()) + 4 for m in messages)
     out_tokens = max(1, len(r["content"].split()) + 8 * len(r["tool_calls"]))
     return {"id": new_id("chatcmpl-", 8), "object": "chat.completion", "created": int(time.time()),
@@ -68,7 +80,7 @@ def completion(model: str, messages: list, tools: list | None, fingerprint: str)
 
 def chunks(model: str, messages: list, tools: list | None, fingerprint: str):
     """chat.completion.chunk objects, then the literal "[DONE]"."""
-    r = reply(messages, tools)
+    r = reply(messages, tools, fingerprint)
     cid, created = new_id("chatcmpl-", 8), int(time.time())
 
     def chunk(delta: dict, finish=None) -> dict:
