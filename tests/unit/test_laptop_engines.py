@@ -127,3 +127,24 @@ def test_unknown_shape_falls_back_with_a_warning():
     c = ollama_context.choose("auto", show={}, weights=W, free=64 * GIB, free_how="test", parallel=1,
                               kv_type=None, where="r.yaml")
     assert c.num_ctx == ollama_context.AUTO_FALLBACK and c.warnings
+
+
+def test_lms_ps_json_read_back():
+    from launcher.engines.lmstudio import loaded_from_ps
+
+    items = [{"identifier": "coder", "modelKey": "qwen/qwen3-coder-30b", "contextLength": 32768},
+             {"identifier": "g", "modelKey": "google/gemma-3-4b"}]  # no contextLength: not usable
+    assert loaded_from_ps(items, "qwen/qwen3-coder-30b") == ("coder", 32768)
+    assert loaded_from_ps(items, "coder") == ("coder", 32768)
+    assert loaded_from_ps(items, "google/gemma-3-4b") is None
+    assert loaded_from_ps({"not": "a list"}, "coder") is None
+
+
+def test_fit_asks_the_ollama_the_recipe_would_use():
+    from types import SimpleNamespace
+
+    from launcher.fit_ollama import ollama_url
+
+    assert ollama_url(SimpleNamespace(port=None), {}) == "http://127.0.0.1:11434"
+    assert ollama_url(SimpleNamespace(port=None), {"OLLAMA_HOST": "0.0.0.0:9999"}) == "http://127.0.0.1:9999"
+    assert ollama_url(SimpleNamespace(port=7777), {"OLLAMA_HOST": "0.0.0.0:9999"}) == "http://127.0.0.1:7777"
