@@ -18,6 +18,26 @@ from docker_double import docker_double  # noqa: F401
 IMAGE = "vllm/vllm-openai:v0.11.2"
 
 
+class Recorder:
+    """A Progress that keeps what the live display would show."""
+
+    def __init__(self):
+        self.stages, self.notes = [], []
+
+    def stage(self, st, elapsed):
+        self.stages.append((st, elapsed))
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def close(self):
+        pass
+
+
+def _follow_threads():
+    return [t.name for t in threading.enumerate() if t.name == "launch-log-follow" and t.is_alive()]
+
+
 def _plan(simenv, double, name):
     from launcher.plan import build_for
 
@@ -49,8 +69,7 @@ def test_docker_up_labels_and_down(simenv, docker_double):
     from launcher.sim.vllm_config import SimConfig
     from launcher.sim.vllm_server import VllmSim
 
-    double = docker_double
-    double.images.add(IMAGE)
+    double = docker_double  # the image is not there yet: launch pulls it, showing per-layer progress
     recipe_l, plan = _plan(simenv, double, "dock")
     sims = []
 
@@ -61,11 +80,23 @@ def test_docker_up_labels_and_down(simenv, docker_double):
         sims.append(VllmSim(cfg).start(wait=False))
 
     t = _when_running(double, play)
+    progress = Recorder()
     try:
-        d = deploy.up(plan, recipe_l, timeout=30)
+        d = deploy.up(plan, recipe_l, timeout=30, progress=progress)
     finally:
         t.join(5)
     try:
+        # nothing follows the log once up returns: no watch thread, no open `docker logs -f` stream
+        end = time.monotonic() + 5
+        while (double.follows or _follow_threads()) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert double.follows == 0 and _follow_threads() == []
+        pulls = [(st.percent, st.detail) for st, _ in progress.stages if st.name == "image"]
+        assert pulls and pulls[-1] == (100.0, f"{IMAGE}: 1/1 layers"), pulls
+        assert any(p == 50.0 for p, _ in pulls)  # the layer's Downloading 50/100 event
+        names = [st.name for st, _ in progress.stages]
+        assert names.index("image") < names.index("weights") < names.index("ready")
+        assert all(b >= a for (_, a), (_, b) in zip(progress.stages, progress.stages[1:]))  # elapsed grows
         assert d.attached is False and d.capacity.kv_tokens == 643232 and d.capacity.max_model_len == 32768
         (c,) = double.containers.values()
         labels = c["Config"]["Labels"]

@@ -48,3 +48,21 @@ def test_ssh_unreachable_host_is_a_preflight_problem(simenv):
     cp = run_launch("up", str(recipe), env=simenv["env"], timeout=60)
     assert cp.returncode == 1, cp.stderr
     assert "preflight found 1 problem" in cp.stderr and "not reachable over ssh" in cp.stderr
+
+
+def test_missing_key_and_unreachable_host_in_one_list(simenv):
+    """A missing API key is a preflight problem like any other: `launch up` and `launch RECIPE` list
+    it together with the unreachable host (one run, a fix each), naming the source, never a value."""
+    from deploy_helpers import KEY_ENV
+
+    inv = write_inventory(simenv["dir"], "gone2", {"gone": {"address": "127.0.0.1", "ssh": {"port": 1}}})
+    recipe = write_recipe(simenv["dir"], "sshnokey", hosts=str(inv), runtime="ssh")
+    env = {k: v for k, v in simenv["env"].items() if k != KEY_ENV}
+    for args in (["up", str(recipe)], [str(recipe), "--agent", "none"]):
+        cp = run_launch(*args, env={**env, KEY_ENV: ""}, timeout=60)
+        assert cp.returncode == 1, cp.stderr  # an unreachable host: try again later (exit 1)
+        err = cp.stderr
+        assert "preflight found 2 problems" in err, err
+        assert f"api_key (env:{KEY_ENV}): the API key variable {KEY_ENV} is not set" in err
+        assert "gone: not reachable over ssh" in err
+        assert err.count("fix:") >= 3 and simenv["env"][KEY_ENV] not in err

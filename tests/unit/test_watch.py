@@ -137,3 +137,32 @@ def test_line_progress_prints_one_line_per_stage_change(capsys):
     p.stage(Stage("kv"), 2.0)
     out = buf.getvalue().splitlines()
     assert len(out) == 5 and "loading weights 0%" in out[0] and "profiling KV cache" in out[-1]
+
+
+def test_pull_tracker_layers_to_one_percent():
+    """docker pull's per-layer events (../shared/reference/vllm.md: images) -> one "pulling image" percent."""
+    from launcher.runtimes.docker_api import PullProgress
+    from launcher.watch import Progress, PullTracker
+
+    class Rec(Progress):
+        def __init__(self):
+            self.seen = []
+
+        def stage(self, st, elapsed):
+            self.seen.append((st.name, round(st.percent), st.detail, elapsed))
+
+    rec, t = Rec(), [0.0]
+    track = PullTracker(rec, lambda: t[0], every=0.0)
+    img = "vllm/vllm-openai:v0.11.2"
+    for layer, status, cur, tot in [(None, "Pulling from vllm/vllm-openai", None, None),
+                                    ("a", "Pulling fs layer", None, None), ("b", "Pulling fs layer", None, None),
+                                    ("c", "Already exists", None, None),
+                                    ("a", "Downloading", 50, 100), ("b", "Downloading", 10, 40),
+                                    ("a", "Download complete", None, None), ("b", "Downloading", 40, 40),
+                                    ("b", "Pull complete", None, None)]:
+        t[0] += 1.0
+        track(PullProgress(img, layer, status, cur, tot))
+    assert rec.seen[0][:3] == ("image", 0, f"{img}: 0/1 layers")  # the "Pulling from" line is no layer
+    assert ("image", 50, f"{img}: 1/3 layers") in [s[:3] for s in rec.seen]  # a 50%, b 0%, c done
+    assert rec.seen[-1][:3] == ("image", 100, f"{img}: 3/3 layers")
+    assert [s[3] for s in rec.seen] == sorted(s[3] for s in rec.seen)
