@@ -82,13 +82,14 @@ def test_serve_flags_env_key_and_sigterm(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=_env(VLLM_API_KEY="k1", LAUNCHER_SIM_KV_TOKENS="100000", LAUNCHER_SIM_LOG_FORMAT="split"))
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        r = None
+        while r is None and time.monotonic() < deadline and proc.poll() is None:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer k1"}, timeout=1)
-                break
+                r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer k1"}, timeout=2)
             except httpx.TransportError:
                 time.sleep(0.05)
+        assert r is not None, f"the simulator never answered (exit {proc.poll()})"
         m = r.json()["data"][0]
         assert (m["id"], m["max_model_len"]) == ("m1", 32000)
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 401

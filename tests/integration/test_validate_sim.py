@@ -7,7 +7,6 @@ must pass every check.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -186,7 +185,7 @@ def test_cli_json_shape_and_exit_codes(sim_factory, isolated):
     assert p.returncode == 2 and "NOPE_NOT_SET" in p.stderr
 
 
-def test_cli_validates_an_attach_recipe(sim_factory, isolated, tmp_path):
+def test_cli_validates_an_attach_recipe(sim_factory, isolated, tmp_path, monkeypatch):
     from launcher.bringup import module_for
     from launcher.plan import build_for
 
@@ -208,24 +207,26 @@ sampling:
     assert auth["ok"] is True and "without a key" in auth["diagnosis"]
     assert all(r["json"]["temperature"] == 0.6 for r in sim.requests if r["path"] == "/v1/chat/completions")
     # bring-up for an attach recipe only probes and reports attached
-    os.environ["GATEWAY_KEY"] = KEY
-    try:
-        recipe_l, plan = build_for(str(recipe))
-        dep = module_for("openai").up(plan, recipe_l.spec)
-    finally:
-        del os.environ["GATEWAY_KEY"]
+    monkeypatch.setenv("GATEWAY_KEY", KEY)
+    recipe_l, plan = build_for(str(recipe))
+    dep = module_for("openai").up(plan, recipe_l.spec)
     assert dep.attached and dep.model == SERVED and dep.base_url == sim.url + "/v1"
     assert dep.capacity.max_model_len == 262144 and dep.to_json()["attached"] is True
 
 
 def test_checks_run_concurrently(sim_factory):
-    """Four generations at 0.4 s each: one after another would take ≥ 1.6 s; the gate waits only for
-    the tool call and then the round trip (≈ 0.8 s)."""
-    sim = sim_factory(latency_s=0.4, max_model_len=16384)
+    """Four generations at 1 s each: one after another would take ≥ 4 s; the gate waits only for
+    the tool call and then the round trip (≈ 2 s). Judged by when the requests arrived (sent one
+    after another, no two could arrive less than 1 s apart), so a loaded machine cannot fake it;
+    the elapsed bound leaves 1.5 s of slack."""
+    latency = 1.0
+    sim = sim_factory(latency_s=latency, max_model_len=16384)
     rep = run(sim, context_limit=16384)
     assert rep.ok
-    assert sum(1 for r in sim.requests if r["path"] == "/v1/chat/completions") == 4
-    assert 0.8 <= rep.elapsed < 1.4, rep.elapsed
+    arrived = sorted(r["time"] for r in sim.requests if r["path"] == "/v1/chat/completions")
+    assert len(arrived) == 4
+    assert min(b - a for a, b in zip(arrived, arrived[1:])) < latency / 2, arrived
+    assert 2 * latency <= rep.elapsed < 3.5 * latency, rep.elapsed
 
 
 def test_attach_bringup_names_what_is_wrong(sim_factory, tmp_path, monkeypatch):

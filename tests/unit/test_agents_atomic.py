@@ -27,6 +27,14 @@ def test_new_file_then_change_makes_a_timestamped_backup(tmp_path):
     assert r3.backup != r2.backup and r3.backup.read_text() == "two"
 
 
+def test_many_changes_within_one_second_keep_every_backup(tmp_path):
+    f = tmp_path / "opencode.json"
+    for i in range(6):
+        atomic.write_atomic(f, f"v{i}", clock=lambda: 1_700_000_000)
+    backups = sorted(p for p in tmp_path.iterdir() if ".bak-" in p.name)
+    assert sorted(p.read_text() for p in backups) == [f"v{i}" for i in range(5)]  # none overwritten
+
+
 def test_unchanged_content_writes_nothing(tmp_path):
     f = tmp_path / "c.json"
     f.write_text("same")

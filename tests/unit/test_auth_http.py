@@ -21,6 +21,16 @@ def test_key_from_env_file_and_command(tmp_path, monkeypatch):
     assert auth.redact("sent k-env-123456 and k-file-123456") == "sent [set] and [set]"
 
 
+def test_redaction_masks_every_occurrence_and_the_longest_secret_first():
+    auth.register_secret("rk-0123456789")
+    auth.register_secret("rk-0123456789-TAIL-abc")  # a longer key that starts with the shorter one
+    assert auth.redact("a rk-0123456789 b rk-0123456789") == "a [set] b [set]"
+    # masking the short one first would leave "-TAIL-abc" of the long key in the text
+    assert auth.redact("key=rk-0123456789-TAIL-abc;") == "key=[set];"
+    auth.register_secret("abc")  # too short to mask safely: it would blank out ordinary words
+    assert auth.redact("abc") == "abc"
+
+
 def test_key_source_errors_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("NOPE_KEY", raising=False)
     with pytest.raises(SecretError, match="NOPE_KEY is not set") as e:
@@ -34,6 +44,11 @@ def test_key_source_errors_say_what_to_do(tmp_path, monkeypatch):
         auth.resolve(KeySource(command="sleep 5", timeout=0.2))
     with pytest.raises(SecretError, match="printed nothing"):
         auth.resolve(KeySource(command="true"))
+    # a failing key command's last stderr line is quoted, with any key launcher knows masked
+    auth.register_secret("sk-known-7f3e9a")
+    with pytest.raises(SecretError) as e:
+        auth.resolve(KeySource(command="sh -c 'echo token sk-known-7f3e9a expired >&2; exit 4'"))
+    assert "token [set] expired" in e.value.what and "sk-known-7f3e9a" not in e.value.render()
 
 
 def test_key_source_needs_exactly_one_kind():
@@ -80,8 +95,13 @@ def _serve(statuses: list[tuple[int, dict]]):
             pass
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return srv, seen
+
+
+def _close(srv) -> None:
+    srv.shutdown()
+    srv.server_close()
 
 
 def test_client_retries_503_honouring_retry_after_and_logs_each_retry(caplog):
@@ -92,7 +112,7 @@ def test_client_retries_503_honouring_retry_after_and_logs_each_retry(caplog):
             with client(sleep=slept.append, rng=lambda: 0.5) as c:
                 r = c.get(f"http://127.0.0.1:{srv.server_address[1]}/health")
     finally:
-        srv.shutdown()
+        _close(srv)
     assert r.status_code == 200 and len(seen) == 3
     assert slept == [3.0, 0.5]  # Retry-After 3 s, then jittered backoff 0.5 * 2**1 * 0.5
     assert sum("retry" in rec.message for rec in caplog.records) == 2
@@ -104,7 +124,7 @@ def test_client_gives_up_after_the_retry_budget():
         with client(retries=2, sleep=lambda s: None) as c:
             r = c.get(f"http://127.0.0.1:{srv.server_address[1]}/")
     finally:
-        srv.shutdown()
+        _close(srv)
     assert r.status_code == 503 and len(seen) == 3
 
 

@@ -133,6 +133,9 @@ def test_round_trip():
     loop = tool_reply()
     c = judge_round_trip(loop, call_id="c1", max_tokens=4096, **KW)
     assert c.symptom == "tool-loop" and "tool_call_id" in c.fix and "c1" in c.evidence
+    # a server that ends the turn with "stop" but still calls the tool again is looping all the same
+    c = judge_round_trip(tool_reply(finish="stop"), call_id="c1", max_tokens=4096, **KW)
+    assert c.symptom == "tool-loop"
     c = judge_round_trip(Reply(status=200, finish="stop", content="I don't know."), call_id="c1",
                          max_tokens=4096, **KW)
     assert c.symptom == "ignored-result"
