@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
                           restart_grace=restart_grace, off_wait=off_wait)
         jpath = journal or str(state_dir() / "watchdog" / f"{inv.name}.jsonl")
         j = Journal(jpath)
-        wd = from_inventory(inv, policy=policy, journal=j, dry_run=dry_run, icmp=icmp)
+        wd = from_inventory(inv, policy=policy, journal=j, dry_run=dry_run, icmp=icmp, where=loaded.where)
         for n in wd.nodes.values():
             if n.power is None:
                 ui.warn(f"{n.name}: no usable power driver ({n.power_error or 'no `power:`'}): it can be watched, not cycled")

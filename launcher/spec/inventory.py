@@ -55,13 +55,15 @@ class PowerSpec(Strict):
 
 
 class WatchSpec(Strict):
-    url: str | list[str]
+    url: str | list[str] | None = None  # absent: the watchdog watches the deployment launch started there
     reference: str | None = None  # something the watchdog must reach before acting
     restart: str | None = None  # shell command run over ssh to restart the server (watchdog)
     recipe: str | None = None  # re-run with `launch up RECIPE` after a power cycle (watchdog)
 
     @property
     def urls(self) -> list[str]:
+        if self.url is None:
+            return []
         return [self.url] if isinstance(self.url, str) else list(self.url)
 
 

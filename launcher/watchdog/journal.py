@@ -57,6 +57,10 @@ class Journal:
         if ev == "cycle":
             return (f"{t} {node}: power {'OK' if rec.get('ok') else 'FAILED'}: {rec.get('message')} "
                     f"(before {rec.get('before')}, confirmed {rec.get('after')}); sent: " + " | ".join(rec.get("sent") or []))
+        if ev == "watch":
+            return (f"{t} {node}: watching {', '.join(rec.get('urls') or []) or 'no URL'} (from {rec.get('source')})"
+                    + (f"; ssh {rec['ssh']}" if rec.get("ssh") else "") + f"; power {rec.get('power') or 'none'}"
+                    + (f"; restart: {rec['restart']}" if rec.get("restart") else ""))
         if ev == "round":
             return f"{t} round {rec.get('n')}: {rec.get('ok')}/{rec.get('nodes')} ok in {rec.get('wall_s')} s"
         extra = {k: v for k, v in rec.items() if k not in ("ts", "event", "node")}

@@ -24,7 +24,9 @@ class Node:
     power: Power | None = None
     power_error: str | None = None  # why there is no power driver (shown when it would be needed)
     reference: str | None = None
-    recipe: str | None = None
+    recipe: str | None = None  # watch.recipe: re-run with `launch up` after a power cycle
+    source: str = ""  # where the URLs came from (inventory line, or the deployment launch started there)
+    served_recipe: str | None = None  # the recipe found serving there (deployment records)
     state: D.NodeState = field(default_factory=D.NodeState)
     rerun_pending: bool = False
 
@@ -125,11 +127,11 @@ class Watchdog:
 
     def _alert(self, node: Node, event: str, reason: str) -> None:
         if self.dry_run:
-            self.journal.write("alert", node.name, event=event, reason=reason, dry_run=True,
+            self.journal.write("alert", node.name, alert=event, reason=reason, dry_run=True,
                                would=f"alert via {self.alerter.describe()}")
             return
         res = self.alerter.alert(node.name, event, reason)
-        self.journal.write("alert", node.name, event=event, reason=reason, via=res["via"])
+        self.journal.write("alert", node.name, alert=event, reason=reason, via=res["via"])
 
     async def _restart(self, node: Node) -> None:
         what = self.restarter.describe(node.name)
@@ -189,6 +191,11 @@ class Watchdog:
     async def run(self, *, once: bool = False, rounds: int | None = None) -> None:
         self.journal.write("start", None, nodes=sorted(self.nodes), dry_run=self.dry_run,
                            policy=self.policy.__dict__, alert=self.alerter.describe())
+        for n in self.nodes.values():
+            self.journal.write("watch", n.name, urls=n.target.urls, source=n.source or "given by the caller",
+                               ssh=f"{n.target.ssh_host}:{n.target.ssh_port}" if n.target.ssh_host else None,
+                               power=n.power.driver.describe() if n.power else None,
+                               restart=self.restarter.describe(n.name) if self.restarter and self.restarter.can(n.name) else None)
         try:
             n = 0
             while True:
