@@ -63,9 +63,23 @@ def test_broken_inventory_exits_2(name, isolated, tmp_path):
 
 
 def test_key_command_that_fails_exits_2_before_anything_starts(isolated):
-    path = CORPUS / "recipes" / "key-command-fails.yaml"
+    # attaching: the key is read first, and its error points at the recipe's api_key line
+    path = CORPUS / "recipes" / "key-command-fails-attach.yaml"
     proc = run_launch(str(path), "--agent", "none")
     _check(proc, path, 4, ["API key command failed (exit 3)", "permission denied"])
+
+
+def test_key_command_that_fails_is_listed_with_the_preflight_problems(isolated):
+    """A server launch starts checks the key with preflight, so every problem shows in one run: the
+    key source is named (never a value), with the command's message and the fix; exit 2, nothing started."""
+    path = CORPUS / "recipes" / "key-command-fails.yaml"
+    proc = run_launch(str(path), "--agent", "none")
+    err = proc.stderr
+    assert proc.returncode == 2, (proc.returncode, err)
+    assert "Traceback" not in err + proc.stdout
+    assert "preflight found" in err
+    assert "api_key (command): the API key command failed (exit 3): vault: permission denied" in err, err
+    assert "fix api_key.command" in err
 
 
 def test_debug_shows_the_traceback(isolated):
