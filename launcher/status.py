@@ -134,6 +134,7 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
 
     rows: list[EndpointStatus] = []
     keys: list[str | None] = []
+    gpu_jobs: list[tuple[EndpointStatus, str, str, dict]] = []  # probed with the endpoints, concurrently
     inv_hosts: dict[str, dict] = {}
     if inventory:
         from launcher.spec.load import load_inventory
@@ -161,9 +162,8 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
                 except LauncherError:
                     st.note = "the API key source is not readable here: /v1 checks may answer 401"
             if with_gpus:
-                for h in {p["host"] for p in procs}:
-                    host = {**(meta.get("hosts") or {}).get(h, {}), "name": h}
-                    st.gpus += [{"host": h, **g} for g in _gpus(f.runtime, host)]
+                for h in sorted({p["host"] for p in procs}):
+                    gpu_jobs.append((st, h, f.runtime, {**(meta.get("hosts") or {}).get(h, {}), "name": h}))
         rows.append(st)
         keys.append(key)
     known = {r.endpoint for r in rows}
@@ -174,8 +174,12 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
                 rows.append(EndpointStatus(name=name, endpoint=url.rstrip("/"), source="inventory"))
                 keys.append(None)
 
+    async def _gpu(st: EndpointStatus, h: str, runtime: str, host: dict) -> None:
+        st.gpus += [{"host": h, **g} for g in await asyncio.to_thread(_gpus, runtime, host)]
+
     async def _all():
-        await asyncio.gather(*[_probe_one(r, k, sample_s) for r, k in zip(rows, keys) if r.endpoint])
+        await asyncio.gather(*[_probe_one(r, k, sample_s) for r, k in zip(rows, keys) if r.endpoint],
+                             *[_gpu(*job) for job in gpu_jobs])
 
     if rows:
         asyncio.run(_all())
