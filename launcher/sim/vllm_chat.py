@@ -110,9 +110,12 @@ def value_for(name: str, schema: dict) -> Any:
         kind = next((k for k in kind if k != "null"), "string")
     if kind is None:
         for alt in ("anyOf", "oneOf"):
-            if schema.get(alt):
-                return value_for(name, schema[alt][0])
+            alts = [a for a in schema.get(alt) or [] if isinstance(a, dict)]
+            if alts:  # a real value, not the null of a nullable union (zod's optional/nullable)
+                return value_for(name, next((a for a in alts if a.get("type") != "null"), alts[0]))
         kind = "object" if "properties" in schema else "string"
+    if kind == "null":
+        return None
     if kind == "integer" or kind == "number":
         return 1
     if kind == "boolean":

@@ -35,15 +35,61 @@ def test_messages_of_size_is_exact(n):
     assert count_tokens(messages_of_size(n)) == n
 
 
-def test_arguments_satisfy_required():
-    assert arguments_for(TOOLS[0]["function"]["parameters"]) == {"filePath": "README.md"}
-    schema = {"type": "object", "required": ["city", "n", "flag", "tags", "mode", "opt"],
-              "properties": {"city": {"type": "string"}, "n": {"type": "integer"}, "flag": {"type": "boolean"},
-                             "tags": {"type": "array", "items": {"type": "string"}},
-                             "mode": {"type": "string", "enum": ["fast", "slow"]},
-                             "opt": {"type": ["null", "number"]}}}
-    assert arguments_for(schema) == {"city": "Zurich", "n": 1, "flag": True, "tags": ["example"],
-                                     "mode": "fast", "opt": 1}
+def _valid(value, schema) -> bool:
+    """A small JSON-schema check (type, enum, const, anyOf/oneOf, required, properties, items)."""
+    if not isinstance(schema, dict):
+        return True
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if "const" in schema and value != schema["const"]:
+        return False
+    for alt in ("anyOf", "oneOf"):
+        if schema.get(alt) and not any(_valid(value, s) for s in schema[alt]):
+            return False
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if kinds:
+        py = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list,
+              "object": dict, "null": type(None)}
+        if not any(isinstance(value, py[k]) and not (k in ("integer", "number") and isinstance(value, bool))
+                   for k in kinds):
+            return False
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        if any(r not in value for r in schema.get("required") or []):
+            return False
+        return all(_valid(v, props.get(k, {})) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid(v, schema.get("items") or {}) for v in value)
+    return True
+
+
+SCHEMAS = [
+    TOOLS[0]["function"]["parameters"],
+    {"type": "object", "required": ["city", "n", "flag", "tags", "mode", "opt"],
+     "properties": {"city": {"type": "string"}, "n": {"type": "integer"}, "flag": {"type": "boolean"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "mode": {"type": "string", "enum": ["fast", "slow"]},
+                    "opt": {"type": ["null", "number"]}}},
+    # what zod-generated tool schemas (OpenCode's) look like: nullable unions, nesting, consts
+    {"type": "object", "required": ["limit", "edit", "kind"],
+     "properties": {"limit": {"anyOf": [{"type": "null"}, {"type": "integer"}]},
+                    "edit": {"type": "object", "required": ["oldString", "lines"],
+                             "properties": {"oldString": {"type": "string"},
+                                            "lines": {"type": "array", "items": {"type": "integer"}}}},
+                    "kind": {"const": "replace"}}},
+    {"type": "object", "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}}},
+]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_arguments_satisfy_the_schema(schema):
+    """A correctly configured tool parser hands back arguments the tool's schema accepts."""
+    args = arguments_for(schema)
+    assert isinstance(args, dict) and _valid(args, schema), args
+    assert set(schema.get("required") or []) <= set(args)
+    if not schema.get("required"):
+        assert len(args) == 1  # simulator choice: the first property when none is required
 
 
 def _user(text="hi"):
