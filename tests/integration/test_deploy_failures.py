@@ -100,3 +100,13 @@ def test_ray_worker_never_joins(simenv):
     assert "the Ray worker on b never joined the Ray cluster" in cp.stderr and "1 of 2 GPUs" in cp.stderr
     assert wait_gone("start --block") == [] and wait_gone(f"--port {port}") == []
     assert _records(simenv["dir"]) == []
+
+
+def test_diagnosis_shows_the_last_30_log_lines(simenv):
+    recipe = write_recipe(simenv["dir"], "tail30")
+    port = yaml.safe_load(recipe.read_text())["port"]
+    env = _fake_vllm(simenv, 'i=1; while [ $i -le 45 ]; do echo "tailmark-$i"; i=$((i+1)); done; exit 3')
+    cp = run_launch("up", str(recipe), env=env, timeout=60)
+    _check_failed(cp, simenv, port, "exited before it was ready", "| tailmark-45")
+    shown = [ln for ln in cp.stderr.splitlines() if "| tailmark-" in ln]
+    assert [ln.split("tailmark-")[1] for ln in shown] == [str(i) for i in range(16, 46)]
