@@ -125,10 +125,14 @@ def check_host(plan, rt, name: str) -> list[Problem]:
     local = plan.runtime == "local" or host.get("address") in ("127.0.0.1", "localhost", "::1", "local")
     problems: list[Problem] = []
     procs = [p for p in plan.processes if p.host == name]
-    if plan.runtime == "ssh":
-        check = getattr(rt, "check", None)
-        if check is not None:
-            err = check(host, timeout=HOST_TIMEOUT)
+    ssh_docker = plan.runtime == "docker" and any((p.docker_url or "").startswith("ssh://") for p in procs)
+    if plan.runtime == "ssh" or ssh_docker:
+        if plan.runtime == "ssh" and getattr(rt, "check", None) is not None:
+            err = rt.check(host, timeout=HOST_TIMEOUT)
+        elif ssh_docker:  # an ssh:// daemon is only as reachable as the ssh login: say which failed
+            from launcher import runtimes
+
+            err = runtimes.get("ssh").check(host, timeout=HOST_TIMEOUT)
         else:
             res = rt.run(host, ["true"], timeout=HOST_TIMEOUT)
             err = None if res.code == 0 else ((res.stderr or res.stdout).strip() or f"exit {res.code}")

@@ -108,7 +108,13 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
     from launcher.deploy import find_handles
 
     urls = [p.docker_url for p in plan.processes if p.docker_url]
-    recorded = [h for h in find_handles(rt, plan.recipe, urls) if h.recipe == plan.recipe]
+    try:
+        recorded = [h for h in find_handles(rt, plan.recipe, urls) if h.recipe == plan.recipe]
+    except LauncherError as exc:
+        # a host or daemon that cannot be reached holds nothing to attach to; preflight lists
+        # every such problem at once, each with its fix
+        progress.note(f"could not look for a running {plan.recipe} (a host or its Docker daemon did not answer); checking the hosts")
+        return None
     alive = [h for h in recorded if rt.alive(h)]
     dead = [h for h in recorded if h not in alive]
     if dead:
