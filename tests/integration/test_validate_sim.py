@@ -256,3 +256,17 @@ def test_attach_bringup_names_what_is_wrong(sim_factory, tmp_path, monkeypatch):
     rl, plan = plan_for(sim.url + "/v1", key_env="WRONG_KEY")
     with pytest.raises(SecretError, match="refused the key"):
         up(plan, rl.spec)
+
+
+def test_validate_from_inside_an_event_loop(sim_factory):
+    """A caller already running asyncio (an async agent wrapper) gets the same report, not a RuntimeError."""
+    import asyncio
+
+    sim = sim_factory()
+
+    async def inner():
+        return validate_endpoint(sim.url + "/v1", SERVED, api_key=KEY, timeout=30)
+
+    rep = asyncio.run(inner())
+    assert rep.ok, rep.to_json()
+    assert any(r["path"] == "/v1/chat/completions" for r in sim.requests)
