@@ -87,7 +87,6 @@ def _restore(old: dict[str, str | None]) -> None:
 def run_demo(*, keep: bool = False) -> None:
     from launcher import deploy, ui
     from launcher.cli.serve import print_deployment
-    from launcher.errors import LauncherError
     from launcher.plan import build_for
 
     tmp = Path(tempfile.mkdtemp(prefix="launcher-demo-"))
@@ -100,17 +99,18 @@ def run_demo(*, keep: bool = False) -> None:
                 "the plan, preflight, watch, capacity and validation are real)")
         for p in plan.processes:
             ui.info(f"  {p.host:<12} {p.command}")
-        d = deploy.up(plan, recipe_l, replace=True)
-        print_deployment(d)
-        try:
-            from launcher.pipeline import run_pipeline
+        from launcher import agents
+        from launcher.pipeline import run_pipeline
 
-            run_pipeline(recipe_l, plan, agent="none", agent_args=[], validate=True, replace=True,
+        d = run_pipeline(recipe_l, plan, agent="none", agent_args=[], validate=True, replace=True,
                          write="default", watch=False, timeout=None)
-        except LauncherError as exc:
-            if "not wired" not in exc.what:
-                raise
-            ui.info("(the agent pipeline is not wired yet: the demo stops after `launch up`)")
+        print_deployment(d)
+        # what `launch nemotron` writes next (without starting OpenCode): the provider block
+        r = recipe_l.spec
+        cfg = agents.get("opencode").configure(d, recipe=r, key_source=r.api_key, write="default",
+                                               cwd=tmp, dry_run=True)
+        ui.info("the OpenCode config `launch nemotron` would write (then it runs `opencode` on it):")
+        ui.out(cfg.text.rstrip("\n"))
         if keep:
             ui.info(f"left running: `launch status`, `launch logs {DEMO_RECIPE}`, `launch down {DEMO_RECIPE}` "
                     f"(the API key is in ${DEMO_KEY_ENV} of this process only)")
