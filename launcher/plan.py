@@ -63,6 +63,7 @@ class Plan(BaseModel):
     base_url: str  # endpoint + /v1 (OpenAI-compatible clients)
     api_key: KeySource | None = None
     api_key_env: str | None = None  # the variable the server and the agent read
+    api_key_where: str | None = None  # file:line of `api_key:` in the recipe, for error messages
     processes: list[Process] = Field(default_factory=list)
     hosts: dict[str, dict] = Field(default_factory=dict)  # host name -> inventory facts preflight needs
     startup_timeout: float = 1800
@@ -173,7 +174,8 @@ def build(recipe_l, inv_l=None, *, port: int | None = None) -> Plan:
         recipe=r.name, recipe_path=str(recipe_l.source.path), inventory=inv.name, engine=r.engine,
         runtime=r.runtime, model=r.model, served_name=r.served, endpoint=endpoint,
         base_url=(r.openai.base_url.rstrip("/") if attach_only else endpoint + "/v1"),
-        api_key=r.api_key, api_key_env=key_env, processes=out,
+        api_key=r.api_key, api_key_env=key_env,
+        api_key_where=recipe_l.where("api_key") if r.api_key else None, processes=out,
         hosts={n.name: inv.hosts[n.name].model_dump(mode="json") for n in nodes},
         startup_timeout=r.startup_timeout, attach_only=attach_only)
     plan.hash = compute_hash(plan)

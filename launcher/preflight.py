@@ -194,7 +194,9 @@ def _weights_warning(plan, rt, name: str, host: dict) -> list[Problem]:
 def key_problem(plan, exc: LauncherError) -> Problem:
     """An unreadable API key source as a preflight problem, listed with the hosts' problems (so a
     missing key and an unreachable host show up in one run). It names the source, never a value."""
-    return Problem(f"api_key ({plan.api_key.describe()})", exc.what, exc.fix or "fix api_key in the recipe")
+    where = getattr(plan, "api_key_where", None)
+    return Problem(f"{where + ': ' if where else ''}api_key ({plan.api_key.describe()})", exc.what,
+                   exc.fix or "fix api_key in the recipe")
 
 
 def merge(problems: list[Problem]) -> list[Problem]:

@@ -66,7 +66,7 @@ def validate_target(target: str, *, model: str | None = None, key_env: str | Non
     if key_env:
         api_key = key_from_env(key_env)
     elif plan.api_key:
-        api_key = resolve(plan.api_key, where=f"{plan.recipe_path}: api_key")
+        api_key = resolve(plan.api_key, where=plan.api_key_where or f"{plan.recipe_path}: api_key")
     else:
         api_key = None
     opts = recipe_options(recipe_l)

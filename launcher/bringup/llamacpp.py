@@ -102,7 +102,7 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
     from launcher import auth, http, state
 
     timeout = float(timeout or plan.startup_timeout)
-    key = auth.resolve(plan.api_key, where=f"{plan.recipe_path}: api_key") if plan.api_key else None
+    key = auth.resolve(plan.api_key, where=plan.api_key_where or f"{plan.recipe_path}: api_key") if plan.api_key else None
     headers = http.bearer(key)
     rt = local_runtime()
     gguf = os.path.expanduser(recipe.llamacpp.gguf)

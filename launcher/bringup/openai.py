@@ -30,7 +30,7 @@ def _api_key(plan) -> str | None:
         return None
     from launcher.auth import resolve
 
-    return resolve(plan.api_key, where=f"{plan.recipe_path}: api_key")
+    return resolve(plan.api_key, where=plan.api_key_where or f"{plan.recipe_path}: api_key")
 
 
 def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None) -> Deployment:

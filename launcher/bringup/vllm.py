@@ -31,7 +31,7 @@ def api_key_for(plan) -> str | None:
         return None
     from launcher.auth import resolve
 
-    return resolve(plan.api_key, where=f"recipe {plan.recipe}: api_key")
+    return resolve(plan.api_key, where=plan.api_key_where or f"{plan.recipe_path}: api_key")
 
 
 def server_failed(plan, failure: Failure, tail: list[str], *, cleaned: list[str] | None = None) -> ServerFailed:
