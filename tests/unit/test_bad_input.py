@@ -78,6 +78,7 @@ def test_key_command_that_fails_is_listed_with_the_preflight_problems(isolated):
     assert proc.returncode == 2, (proc.returncode, err)
     assert "Traceback" not in err + proc.stdout
     assert "preflight found" in err
+    assert re.search(r"key-command-fails\.yaml:4: api_key \(command\)", err), err
     assert "api_key (command): the API key command failed (exit 3): vault: permission denied" in err, err
     assert "fix api_key.command" in err
 
