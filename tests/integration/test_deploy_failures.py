@@ -84,7 +84,7 @@ def test_no_readiness_in_time(simenv):
 def test_api_up_but_never_answers(simenv):
     recipe = write_recipe(simenv["dir"], "hang")
     port = yaml.safe_load(recipe.read_text())["port"]
-    cp = run_launch("up", str(recipe), "--timeout", "3", env={**simenv["env"], "LAUNCHER_SIM_FAIL": "hang"},
+    cp = run_launch("up", str(recipe), "--timeout", "10", env={**simenv["env"], "LAUNCHER_SIM_FAIL": "hang"},
                     timeout=60)
     _check_failed(cp, simenv, port, "said it started but was not ready")
 

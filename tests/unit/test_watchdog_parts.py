@@ -32,11 +32,11 @@ def test_ssh_banner_probe_ok_silent_and_wrong():
             writer.close()
 
         async def silent(reader, writer):
-            await asyncio.sleep(5)
+            await asyncio.sleep(10)
             writer.close()
         s1 = await asyncio.start_server(banner, "127.0.0.1", 0)
         s2 = await asyncio.start_server(silent, "127.0.0.1", 0)
-        p = Prober(timeout=0.3)
+        p = Prober(timeout=2.0)  # a loaded CI machine must still see the banner in time
         ok = await p._timed("ssh", "x", p._ssh("127.0.0.1", s1.sockets[0].getsockname()[1]))
         hung = await p._timed("ssh", "x", p._ssh("127.0.0.1", s2.sockets[0].getsockname()[1]))
         s1.close()
@@ -44,7 +44,7 @@ def test_ssh_banner_probe_ok_silent_and_wrong():
         return ok, hung
     ok, hung = asyncio.run(go())
     assert ok.ok and ok.detail.startswith("SSH-2.0-OpenSSH")
-    assert not hung.ok and hung.detail == "timed out" and hung.elapsed < 1.0
+    assert not hung.ok and hung.detail == "timed out" and 1.9 < hung.elapsed < 6.0
 
 
 def test_journal_jsonl_and_console_mask_secrets(tmp_path):
