@@ -27,9 +27,15 @@ def err_console():
 
 
 def out(text: str = "", **kw) -> None:
+    """Plain text to stdout (redacted). Rich is only imported when styling is asked for, which keeps
+    `launch plan` and friends fast."""
     from launcher.auth import redact
 
-    console().print(redact(text), markup=kw.pop("markup", False), **kw)
+    if kw:
+        console().print(redact(text), markup=kw.pop("markup", False), **kw)
+        return
+    sys.stdout.write(redact(text) + "\n")
+    sys.stdout.flush()
 
 
 def info(text: str) -> None:
