@@ -175,6 +175,18 @@ class Agent:
     install = ""  # the exact command that installs the binary
     targets: tuple[str, ...] = ("default",)
 
+    def checked(self, deployment, key_source, environ: Mapping[str, str] | None,
+                check_models: bool) -> tuple[dict[str, str], str | None, str]:
+        """What every agent checks before it starts: the key resolves (an unset {env:VAR} fails here,
+        loudly), the binary is on PATH (else the install command), the served id is listed.
+        Returns (environment copy, key value or None, binary path)."""
+        env = dict(os.environ if environ is None else environ)
+        key = resolve_key(key_source, env, agent=self.name)
+        binary = find_binary(self.binary, self.install, env)
+        if check_models:
+            check_served(deployment, key)
+        return env, key, binary
+
     def check_target(self, write: str) -> None:
         if write not in WRITE_TARGETS:
             raise InputError(f"--write {write}: not a target", fix=f"use one of: {', '.join(WRITE_TARGETS)}")

@@ -6,11 +6,10 @@ Bearer) and ANTHROPIC_API_KEY is left empty; every model alias maps to the serve
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
 
-from launcher.agents.base import Agent, ConfigResult, check_served, effective_limits, find_binary, resolve_key
+from launcher.agents.base import Agent, ConfigResult, effective_limits
 
 NO_KEY = "no-key"  # Claude Code wants some token; a server without a key ignores it
 
@@ -54,11 +53,7 @@ class Claude(Agent):
     def prepare(self, deployment, *, recipe, key_source, args: list[str], cwd: Path | None = None,
                 config: ConfigResult | None = None, check_models: bool = True,
                 environ: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-        environ = dict(os.environ if environ is None else environ)
-        key = resolve_key(key_source, environ, agent=self.name)
-        binary = find_binary(self.binary, self.install, environ)
-        if check_models:
-            check_served(deployment, key)
+        environ, key, binary = self.checked(deployment, key_source, environ, check_models)
         env = dict(environ)
         env.update(self.environment(deployment, recipe)[0])
         env["ANTHROPIC_AUTH_TOKEN"] = key or NO_KEY

@@ -13,8 +13,7 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from launcher.agents.base import (Agent, ConfigResult, check_served, effective_limits, find_binary, key_var,
-                                  resolve_key)
+from launcher.agents.base import Agent, ConfigResult, effective_limits, key_var
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -104,11 +103,7 @@ class Codex(Agent):
     def prepare(self, deployment, *, recipe, key_source, args: list[str], cwd: Path | None = None,
                 config: ConfigResult | None = None, check_models: bool = True,
                 environ: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-        environ = dict(os.environ if environ is None else environ)
-        key = resolve_key(key_source, environ, agent=self.name)
-        binary = find_binary(self.binary, self.install, environ)
-        if check_models:
-            check_served(deployment, key)
+        environ, key, binary = self.checked(deployment, key_source, environ, check_models)
         env = dict(environ)
         if key_source is not None and not key_source.env:
             env[key_var(deployment, key_source)] = key  # env_key names it; the value lives only here

@@ -17,8 +17,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from launcher.agents.base import (Agent, ConfigResult, effective_limits, find_binary, key_var, resolve_key,
-                                  sampling_options, check_served)
+from launcher.agents.base import (Agent, ConfigResult, effective_limits, key_var, sampling_options)
 
 NPM_ADAPTER = "@ai-sdk/openai-compatible"
 SCHEMA = "https://opencode.ai/config.json"
@@ -158,11 +157,7 @@ class OpenCode(Agent):
     def prepare(self, deployment, *, recipe, key_source, args: list[str], cwd: Path | None = None,
                 config: ConfigResult | None = None, check_models: bool = True,
                 environ: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-        environ = dict(os.environ if environ is None else environ)
-        key = resolve_key(key_source, environ, agent=self.name)  # an unset {env:VAR} fails here, loudly
-        binary = find_binary(self.binary, self.install, environ)
-        if check_models:
-            check_served(deployment, key)
+        environ, key, binary = self.checked(deployment, key_source, environ, check_models)
         env = dict(environ)
         if config is None:
             env["OPENCODE_CONFIG"] = str(default_path(recipe.name))
