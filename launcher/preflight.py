@@ -50,10 +50,13 @@ def _ports_for(plan, host: str) -> list[int]:
 
 
 def _port_busy_local(port: int) -> bool:
+    """Would a server fail to bind the port? Binds like uvicorn/vLLM do (SO_REUSEADDR), so a port
+    left in TIME_WAIT by a closed connection is free, as it is for the server."""
     import socket
 
     for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET, "127.0.0.1")):
         with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((addr, port))
             except OSError:
