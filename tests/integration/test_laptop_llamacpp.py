@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from conftest import free_port, require
+from conftest import free_port
 from laptop_helpers import Steps, plan_recipe
 from launcher import runtimes
 from launcher.bringup import llamacpp
@@ -24,26 +24,16 @@ pytestmark = pytest.mark.slow
 
 
 def _binary() -> str:
-    try:
-        from llama_server import llama_server_binary
-        return llama_server_binary()
-    except ImportError:  # before tests/llama_server.py exists
-        return require("llama-server", os.environ.get("LAUNCHER_TEST_LLAMA_SERVER"),
-                       "scripts/build_llama_server.sh builds it")
+    from llama_server import llama_server_binary
+
+    return llama_server_binary()
 
 
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory) -> Path:
-    binary = _binary()
-    try:
-        from llama_server import tiny_model
-        return tiny_model(tmp_path_factory, binary=binary)
-    except ImportError:
-        from fixtures.laptop_gguf import vocab_near, write_tiny_qwen2
+    from llama_server import tiny_model
 
-        vocab = vocab_near(binary)
-        require("the qwen2 vocab GGUF", str(vocab) if vocab else None, "scripts/build_llama_server.sh")
-        return write_tiny_qwen2(tmp_path_factory.mktemp("gguf") / "tiny.gguf", vocab)
+    return tiny_model(tmp_path_factory, binary=_binary())
 
 
 @pytest.fixture
