@@ -248,17 +248,20 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
     fail_at: float | None = None
     eof = False
 
-    def result(ready: bool, failure: Failure | None) -> WatchResult:
-        # lines still on their way belong in the tail (a traceback printed just before the exit)
-        end = clock() + (0.0 if ready or eof else 1.0)
+    def result(ready: bool, failure: Failure | Callable[[], Failure] | None) -> WatchResult:
+        # lines still on their way belong in the tail (a traceback printed just before the exit). The
+        # grace is real time, not clock(): it waits for the log-follow thread, whatever the clock says.
+        end = time.monotonic() + (0.0 if ready or eof else 1.0)
         while True:
             try:
-                item = q.get(timeout=max(0.0, end - clock())) if not eof else q.get_nowait()
+                item = q.get(timeout=max(0.0, end - time.monotonic())) if not eof else q.get_nowait()
             except queue.Empty:
                 break
             if item is _EOF:
                 break
             _take(item)
+        if callable(failure):
+            failure = failure()  # judged on every line read, the late ones included
         if failure is not None and reader.failure is not None and failure.kind in ("exited", "timeout"):
             failure = reader.failure
         return WatchResult(ready, failure, clock() - base, list(seen), list(tail), reader.version,
@@ -272,7 +275,7 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
     while True:
         now = clock()
         if now >= deadline:
-            return result(False, timeout_failure(timeout_label or timeout, reader.stage, reader.api_up))
+            return result(False, lambda: timeout_failure(timeout_label or timeout, reader.stage, reader.api_up))
         due = min(deadline, next_probe, next_exit, fail_at if fail_at is not None else deadline)
         try:
             item = q.get(timeout=max(0.0, due - now))
