@@ -27,15 +27,18 @@ agent: {{sessions: 2}}
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CFG_KEY": "k-cfg-123456",
            "LAUNCHER_SIM_HOSTS": "1", "LAUNCHER_SIM_LOAD_SECONDS": "0.2", "LAUNCHER_SIM_KV_TOKENS": "20000"}
     out = isolated / "config" / "opencode" / "cfg.json"
+    from launcher.spec.load import load_recipe
+
+    prov = load_recipe(str(recipe)).spec.agent.provider  # the recipe's default provider id, whatever it is
     before = run_launch("config", str(recipe), env=env)
     assert before.returncode == 0, before.stderr
-    assert json.loads(out.read_text())["provider"]["launcher"]["models"]["m"]["limit"]["context"] == 16384
+    assert json.loads(out.read_text())["provider"][prov]["models"]["m"]["limit"]["context"] == 16384
     assert "not measured" in before.stderr
     try:
         assert run_launch("up", str(recipe), env=env).returncode == 0
         after = run_launch("config", str(recipe), env=env)
         assert after.returncode == 0, after.stderr
-        limit = json.loads(out.read_text())["provider"]["launcher"]["models"]["m"]["limit"]
+        limit = json.loads(out.read_text())["provider"][prov]["models"]["m"]["limit"]
         # two sessions share a 20,000-token KV pool: each holds less than max-model-len 16,384
         assert "KV 20,000 / 2 sessions" in after.stderr, after.stderr
         assert limit["context"] < 10000 and limit["output"] <= limit["context"] // 4
