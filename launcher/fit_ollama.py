@@ -45,7 +45,7 @@ def shape_from_running_ollama(recipe, *, environ=None, connect: float = CONNECT_
     url = ollama_url(recipe, environ)
     try:
         with http.client(base_url=url, retries=0, connect=connect, read=read) as c:
-            resp = c.post("/api/show", json={"model": recipe.model})
+            resp = c.post("/api/show", json={"model": recipe.model, "verbose": True})  # else arrays > 5 come back []
             if resp.status_code == 404:
                 return OllamaShape(url, None, f"the Ollama at {url} has no model '{recipe.model}' pulled")
             if resp.status_code != 200:

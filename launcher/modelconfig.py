@@ -217,6 +217,11 @@ def shape_from_gguf_metadata(md: dict[str, Any], *, weights_gib: float | None = 
         return md.get(f"{arch}.{key}", default)
 
     layers = int(g("block_count"))
+    for key in ("attention.head_count", "attention.head_count_kv"):
+        if g(key) == []:  # Ollama's /api/show without "verbose" elides arrays longer than 5 as []
+            raise InputError(f"model_info {arch}.{key} is an empty list (an elided per-layer array): the "
+                             f"attention shape is unknown", where="/api/show model_info",
+                             fix='ask /api/show with "verbose": true, or give the shape in the recipe')
     heads = g("attention.head_count", 1)
     heads = max(heads) if isinstance(heads, list) else int(heads)
     kv = g("attention.head_count_kv", heads)

@@ -87,7 +87,8 @@ def _pull(c, model: str, rep: Reporter, clock: Clock, url: str, where: str) -> N
 
 
 def _show(c, model: str, url: str) -> dict:
-    resp = c.post("/api/show", json={"model": model})
+    # verbose: without it Ollama replaces every array longer than 5 (per-layer head_count_kv) with []
+    resp = c.post("/api/show", json={"model": model, "verbose": True})
     if resp.status_code != 200:
         raise RuntimeFailure(f"/api/show for '{model}' answered HTTP {resp.status_code}: {resp.text[:200]}",
                              where=f"{url}/api/show", fix=f"`ollama show {model}` by hand shows why")

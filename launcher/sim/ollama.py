@@ -2,7 +2,8 @@
 ../shared/reference/laptop-engines.md. In-process: `OllamaSim(...).start()`, `.url`, `.requests`, `.stop()`.
 
 What it stands for:
-- /api/version, /api/tags, /api/show (parameters text, capabilities, model_info), /api/ps (with
+- /api/version, /api/tags, /api/show (parameters text, capabilities, model_info: arrays longer than 5
+  elided to [] unless the request says "verbose": true, as real Ollama does), /api/ps (with
   `context_length`, as since 0.9.7; `ps_context=False` acts like an older server).
 - /api/pull streams NDJSON: "pulling manifest", per-layer lines with digest/total and `completed`
   (missing on a layer's first line), "verifying sha256 digest", "writing manifest", "success"; an
@@ -48,6 +49,23 @@ def _qwen3moe_info(ctx: int = 262144) -> dict:
             "qwen3moe.context_length": ctx, "qwen3moe.expert_count": 128}
 
 
+def _granite_hybrid_info() -> dict:
+    """A hybrid (Mamba + attention) model: head_count_kv is a per-layer array, 0 on recurrent layers."""
+    kv = [4 if i in (5, 15, 25, 35) else 0 for i in range(40)]
+    return {"general.architecture": "granitehybrid", "granitehybrid.block_count": 40,
+            "granitehybrid.attention.head_count": 12, "granitehybrid.attention.head_count_kv": kv,
+            "granitehybrid.embedding_length": 1536, "granitehybrid.context_length": 1048576,
+            "granitehybrid.ssm.state_size": 128, "granitehybrid.ssm.inner_size": 3072,
+            "granitehybrid.ssm.time_step_rank": 48, "granitehybrid.ssm.group_count": 1,
+            "granitehybrid.ssm.conv_kernel": 4}
+
+
+def elide_arrays(info: dict) -> dict:
+    """What real Ollama does to model_info without "verbose": true (server/routes.go getModelData):
+    every array longer than 5 elements becomes []."""
+    return {k: ([] if isinstance(v, list) and len(v) > 5 else v) for k, v in info.items()}
+
+
 def default_registry() -> dict[str, SimModel]:
     return {m.name: m for m in [
         SimModel("qwen3-coder:30b", 18556701210, ["completion", "tools"], _qwen3moe_info(),
@@ -57,6 +75,8 @@ def default_registry() -> dict[str, SimModel]:
                   "qwen3.attention.head_count_kv": 8, "qwen3.attention.key_length": 128,
                   "qwen3.attention.value_length": 128, "qwen3.embedding_length": 1024,
                   "qwen3.context_length": 40960}, family="qwen3", parameter_size="751.63M"),
+        SimModel("granite4:tiny-h", 4231993344, ["completion", "tools"], _granite_hybrid_info(),
+                 family="granitehybrid", parameter_size="6.9B"),
         SimModel("gemma3:4b", 3338801804, ["completion", "vision"],
                  {"general.architecture": "gemma3", "gemma3.block_count": 34, "gemma3.attention.head_count": 8,
                   "gemma3.attention.head_count_kv": 4, "gemma3.attention.key_length": 256,
@@ -182,7 +202,9 @@ class _Handler(JSONHandler):
         params = "\n".join(f"{k:<30} {v}" for k, v in entry["parameters"].items())
         self.send_json(200, {"license": "Apache License 2.0", "modelfile": f"FROM {name}\n",
                              "parameters": params, "template": "{{ .Prompt }}",
-                             "details": self.sim.details(entry), "model_info": entry["base"].model_info,
+                             "details": self.sim.details(entry),
+                             "model_info": (entry["base"].model_info if b.get("verbose")
+                                            else elide_arrays(entry["base"].model_info)),
                              "capabilities": entry["base"].capabilities, "modified_at": entry["modified_at"]})
 
     def pull(self, b) -> None:
