@@ -8,7 +8,8 @@ vLLM wording drifts between versions; each variant below has a verbatim test lin
   (N = C x M)
 - older, two lines: ``GPU KV cache size: 643,232 tokens`` + ``Maximum concurrency for 40,960 tokens per
   request: 15.70x``
-- V0: ``# GPU blocks: N, # CPU blocks: M`` (tokens = N x block size, 16 by default)
+- V0: ``# GPU blocks: N, # CPU blocks: M`` or, older, ``# CUDA blocks: N, …`` (tokens = N x block size,
+  16 by default)
 - ``Available KV cache memory: X GiB`` (kept as ``kv_memory_gib`` on the parser)
 - ``Auto-fit max_model_len: reduced from A to B …`` (max_model_len = B)
 For hybrid (Mamba + attention) and multi-group models the token count can be blocks x block size of
@@ -21,11 +22,12 @@ from typing import Any, Iterable
 
 from launcher.deployment import Capacity
 
-_NUM = r"([0-9][0-9,_]*)"
+_NUM = r"([0-9](?:[0-9,_]*[0-9])?)"  # a number never ends in its separator
 _KV_SIZE = re.compile(r"GPU KV cache size:\s*" + _NUM + r"\s*tokens", re.I)
 _CONCURRENCY = re.compile(
     r"Maximum concurrency for\s*" + _NUM + r"\s*tokens per request:\s*([0-9]+(?:\.[0-9]+)?)\s*x", re.I)
-_V0_BLOCKS = re.compile(r"#\s*GPU blocks:\s*" + _NUM + r"(?:,\s*#\s*CPU blocks:\s*" + _NUM + ")?", re.I)
+# "# GPU blocks: N, # CPU blocks: M" (V0); older builds name the device: "# CUDA blocks: N, # CPU blocks: M"
+_V0_BLOCKS = re.compile(r"#\s*(?!CPU\b)\w+ blocks:\s*" + _NUM + r"(?:,\s*#\s*CPU blocks:\s*" + _NUM + ")?", re.I)
 _KV_MEMORY = re.compile(r"Available KV cache memory:\s*([0-9]+(?:\.[0-9]+)?)\s*(GiB|GB|MiB|MB)", re.I)
 _AUTO_FIT = re.compile(r"Auto-fit max_model_len:\s*reduced from\s*" + _NUM + r"\s*to\s*" + _NUM, re.I)
 _MAX_SEQ_LEN = re.compile(r"max_seq_len=" + _NUM)
@@ -215,16 +217,44 @@ def capacity_from_vllm(log_lines: Iterable[str] | None, metrics_text: str | None
 # ---------------------------------------------------------------- llama-server
 
 
-def capacity_from_llama(props: dict | None, slots: list | None = None) -> Capacity:
+def llama_ctx_total(argv: Iterable[str] | None) -> int | None:
+    """The ``-c/--ctx-size`` a llama-server argv asks for (the whole KV pool), or None."""
+    args = list(argv or ())
+    for i, a in enumerate(args):
+        if a in ("-c", "--ctx-size") and i + 1 < len(args):
+            try:
+                return int(args[i + 1]) or None
+            except ValueError:
+                return None
+        if a.startswith("--ctx-size="):
+            try:
+                return int(a.split("=", 1)[1]) or None
+            except ValueError:
+                return None
+    return None
+
+
+def capacity_from_llama(props: dict | None, slots: list | None = None, *,
+                        ctx_total: int | None = None) -> Capacity:
     """llama-server: ``/props`` ``default_generation_settings.n_ctx`` is the context of one slot,
-    ``total_slots`` the parallel requests; ``/slots[].n_ctx`` the same per slot. The KV pool is
-    n_ctx x slots (each slot has its own share)."""
+    ``total_slots`` the parallel requests; ``/slots[].n_ctx`` the same per slot.
+
+    The KV pool depends on the cache layout (laptop-engines.md): without a unified cache the slots
+    partition ``-c`` (each gets n_ctx / parallel, pool = slot n_ctx x slots); with a unified cache
+    (``--kv-unified``, the default for ``-np auto``) every slot reports the whole pool and they share
+    it (pool = slot n_ctx). The total comes from a top-level ``/props`` ``n_ctx`` when the build gives
+    one, else ``ctx_total`` (the ``-c`` launcher started it with): slots that equal it share it, slots
+    that partition it are multiplied. When neither tells, the pool is taken as shared (the smaller,
+    safe figure: a partitioned pool is then under-counted, a unified one never over-counted)."""
     n_ctx: int | None = None
     n_slots: int | None = None
     source = []
+    total = None
     if props:
         dgs = props.get("default_generation_settings") or {}
         n_ctx = dgs.get("n_ctx") or props.get("n_ctx")
+        if dgs.get("n_ctx") and props.get("n_ctx"):
+            total = int(props["n_ctx"])
         n_slots = props.get("total_slots")
         if n_ctx:
             source.append("/props n_ctx")
@@ -240,7 +270,21 @@ def capacity_from_llama(props: dict | None, slots: list | None = None) -> Capaci
         return Capacity(slots=n_slots, source="")
     n_ctx = int(n_ctx)
     n_slots = int(n_slots) if n_slots else 1
-    return Capacity(kv_tokens=n_ctx * n_slots, max_concurrency=float(n_slots), max_model_len=n_ctx,
+    if total is None and ctx_total:
+        total, total_src = int(ctx_total), "-c"
+    else:
+        total_src = "/props n_ctx"
+    if n_slots == 1:
+        kv = n_ctx
+    elif total is not None and n_ctx < total and n_ctx * n_slots <= total:
+        kv = n_ctx * n_slots  # the slots partition the pool
+        source.append(f"{n_slots} slots partition {total_src} {total:,}")
+    else:
+        kv = n_ctx  # unified: every slot sees the whole pool, they share it
+        why = (f"each slot's n_ctx is the whole {total_src} {total:,}" if total == n_ctx else
+               "unified KV cache assumed (the total is unknown)")
+        source.append(f"{n_slots} slots share one pool ({why})")
+    return Capacity(kv_tokens=kv, max_concurrency=round(kv / n_ctx, 2), max_model_len=n_ctx,
                     slots=n_slots, source=", ".join(source))
 
 

@@ -61,6 +61,17 @@ def test_vllm_v0_blocks():
     assert c32.kv_tokens == 3200
 
 
+def test_vllm_v0_device_named_blocks():
+    # older V0 builds name the device instead of "GPU"; the CPU swap blocks are not the KV pool
+    p = VllmLogCapacity()
+    assert p.feed("INFO 03-02 09:00:01 worker.py:240] # CUDA blocks: 40201, # CPU blocks: 2048")
+    assert (p.gpu_blocks, p.cpu_blocks) == (40201, 2048)
+    assert p.capacity.kv_tokens == 40201 * 16
+    p = VllmLogCapacity()
+    p.feed("# CPU blocks: 2048")
+    assert p.capacity.kv_tokens is None
+
+
 def test_vllm_kv_memory_and_auto_fit():
     p = VllmLogCapacity()
     p.feed("Available KV cache memory: 31.52 GiB")
@@ -118,11 +129,43 @@ def test_v1_models_and_combination():
 def test_llama_props_and_slots():
     props = {"default_generation_settings": {"n_ctx": 65536, "n_predict": -1}, "total_slots": 2,
              "model_path": "/m.gguf", "chat_template_caps": {"supports_tool_calls": True}}
-    c = capacity_from_llama(props)
+    # -c 131072 -np 2 without a unified cache: the slots partition the pool
+    c = capacity_from_llama(props, ctx_total=131072)
     assert (c.max_model_len, c.slots, c.kv_tokens, c.max_concurrency) == (65536, 2, 131072, 2.0)
     c = capacity_from_llama(None, [{"id": 0, "n_ctx": 32768, "is_processing": False},
-                                   {"id": 1, "n_ctx": 32768, "is_processing": True}])
+                                   {"id": 1, "n_ctx": 32768, "is_processing": True}], ctx_total=65536)
     assert (c.max_model_len, c.slots, c.kv_tokens) == (32768, 2, 65536)
+
+
+def test_llama_unified_cache_is_one_shared_pool():
+    # -c 65536 -np auto (4 slots, --kv-unified): every slot reports the whole n_ctx; the pool is 65,536,
+    # not 4 x 65,536
+    props = {"default_generation_settings": {"n_ctx": 65536}, "total_slots": 4}
+    slots = [{"id": i, "n_ctx": 65536} for i in range(4)]
+    c = capacity_from_llama(props, slots, ctx_total=65536)
+    assert (c.max_model_len, c.slots, c.kv_tokens, c.max_concurrency) == (65536, 4, 65536, 1.0)
+    assert "share" in c.source
+    # a build whose /props carries the total beside the per-slot figure
+    c = capacity_from_llama({"default_generation_settings": {"n_ctx": 65536}, "n_ctx": 65536,
+                             "total_slots": 4})
+    assert c.kv_tokens == 65536
+    c = capacity_from_llama({"default_generation_settings": {"n_ctx": 16384}, "n_ctx": 65536,
+                             "total_slots": 4})
+    assert (c.max_model_len, c.kv_tokens) == (16384, 65536)
+    # total unknown (an attached server): never count more than one pool
+    c = capacity_from_llama(props, slots)
+    assert c.kv_tokens == 65536 and "unified" in c.source
+    # a -c that matches neither layout (a foreign server on the port): the safe figure
+    assert capacity_from_llama(props, slots, ctx_total=32768).kv_tokens == 65536
+
+
+def test_llama_ctx_total_from_argv():
+    from launcher.capacity_read import llama_ctx_total
+
+    assert llama_ctx_total(["llama-server", "-m", "m.gguf", "-c", "8192", "-np", "2"]) == 8192
+    assert llama_ctx_total(["llama-server", "--ctx-size=4096"]) == 4096
+    assert llama_ctx_total(["llama-server", "-m", "m.gguf"]) is None
+    assert llama_ctx_total(None) is None
     assert capacity_from_llama({}).max_model_len is None
 
 
