@@ -11,26 +11,40 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from launcher.engines.vllm_logs import STAGE_LABELS, Failure, LogReader, Stage, exit_failure, timeout_failure
+from launcher.errors import ServerFailed
 
 TAIL = 30
 _EOF = object()
 
 
 # ------------------------------------------------------------------------------------------ probe
-class ReadyProbe:
-    """GET /health then /v1/models; ready when /health is 200 and the served id is listed."""
+class AuthRejected(ServerFailed):
+    """/health is 200 but /v1/models answers 401/403: the server wants a key launch does not have.
+    Waiting cannot fix that, so the probe stops the watch at once (exit 4)."""
 
-    def __init__(self, endpoint: str, served_name: str, api_key: str | None = None, *, timeout: float = 2.0):
+
+class ReadyProbe:
+    """GET /health then /v1/models; ready when /health is 200 and the served id is listed.
+
+    A 401/403 from /v1/models once /health is 200 raises AuthRejected: the server is up and will never
+    accept this launch's key (or lack of one). key_source names where launch's key came from
+    ("env:MYKEY"), never its value; None when launch sends no key."""
+
+    def __init__(self, endpoint: str, served_name: str, api_key: str | None = None, *, timeout: float = 2.0,
+                 key_source: str | None = None, recipe: str | None = None):
         from launcher.http import bearer, client
 
         self.endpoint = endpoint.rstrip("/")
         self.served = served_name
         self.models: dict | None = None
         self.why = "not probed yet"
+        self.sent_key = bool(api_key)
+        self.key_source = key_source
+        self.recipe = recipe
         self._client = client(connect=min(1.0, timeout), read=timeout, retries=0, headers=bearer(api_key))
 
     def __call__(self) -> bool:
@@ -45,6 +59,9 @@ class ReadyProbe:
         except httpx.HTTPError as exc:
             self.why = f"{type(exc).__name__} on {self.endpoint}"
             return False
+        if r.status_code in (401, 403):
+            self.why = f"/v1/models answered {r.status_code}"
+            raise self.rejected(r.status_code)
         if r.status_code != 200:
             self.why = f"/v1/models answered {r.status_code}"
             return False
@@ -60,6 +77,22 @@ class ReadyProbe:
         self.models = data
         self.why = "ready"
         return True
+
+    def rejected(self, status: int) -> AuthRejected:
+        url = self.endpoint + "/v1/models"
+        recipe = self.recipe or "RECIPE"
+        if self.sent_key:
+            src = self.key_source or "the recipe's api_key"
+            what = (f"{url} answered {status}: the server refused the API key launch sent "
+                    f"(from {src}, the recipe's api_key)")
+            fix = (f"make {src} hold the key this server was started with, or stop the server "
+                   f"(`launch down {recipe}` if launch started it) and start it again with this key")
+        else:
+            what = (f"{url} answered {status}: the server wants an API key and launch sent none "
+                    "(the recipe has no api_key)")
+            fix = ("add `api_key: {env: VAR}` to the recipe naming the variable that holds the server's key, "
+                   "or restart the server without a key (it may have read VLLM_API_KEY or --api-key)")
+        return AuthRejected(what, where=self.recipe, fix=fix)
 
     def close(self) -> None:
         self._client.close()
@@ -264,6 +297,9 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
             failure = failure()  # judged on every line read, the late ones included
         if failure is not None and reader.failure is not None and failure.kind in ("exited", "timeout"):
             failure = reader.failure
+        why = getattr(probe, "why", None)
+        if failure is not None and failure.kind in ("timeout", "not-ready") and why:
+            failure = replace(failure, details=(*failure.details, f"last readiness check: {why}"))
         return WatchResult(ready, failure, clock() - base, list(seen), list(tail), reader.version,
                            getattr(probe, "models", None))
 
@@ -323,5 +359,5 @@ def watch_startup(lines: Iterable[str], *, exited: Callable[[], object | None], 
             next_probe = clock() + interval
 
 
-__all__ = ["ReadyProbe", "Progress", "PullTracker", "LineProgress", "LiveProgress", "default_progress", "watch_startup",
+__all__ = ["AuthRejected", "ReadyProbe", "Progress", "PullTracker", "LineProgress", "LiveProgress", "default_progress", "watch_startup",
            "WatchResult", "STAGE_LABELS"]

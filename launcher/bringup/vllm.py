@@ -16,7 +16,7 @@ from launcher.deployment import Deployment
 from launcher.engines.vllm_logs import Failure, exit_failure
 from launcher.errors import LauncherError, RuntimeFailure, ServerFailed
 from launcher.runtimes.base import ExitInfo, Handle
-from launcher.watch import Progress, PullTracker, ReadyProbe, default_progress, watch_startup
+from launcher.watch import AuthRejected, Progress, PullTracker, ReadyProbe, default_progress, watch_startup
 
 __all__ = ["up", "head_run", "host_facts", "measure", "api_key_for", "server_failed", "stop_all"]
 
@@ -32,6 +32,15 @@ def api_key_for(plan) -> str | None:
     from launcher.auth import resolve
 
     return resolve(plan.api_key, where=plan.api_key_where or f"{plan.recipe_path}: api_key")
+
+
+def key_source(plan) -> str | None:
+    """Where launch's API key comes from, for messages ("env:MYKEY"); never the value."""
+    return plan.api_key.describe() if getattr(plan, "api_key", None) is not None else None
+
+
+def ready_probe(plan, key: str | None) -> ReadyProbe:
+    return ReadyProbe(plan.endpoint, plan.served_name, key, key_source=key_source(plan), recipe=plan.recipe)
 
 
 def server_failed(plan, failure: Failure, tail: list[str], *, cleaned: list[str] | None = None) -> ServerFailed:
@@ -127,7 +136,7 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
     hashes = {h.plan_hash for h in alive}
     server = next((h for h in alive if h.role == "server"), None)
     if hashes == {plan.hash} and server is not None:
-        probe = ReadyProbe(plan.endpoint, plan.served_name, key)
+        probe = ready_probe(plan, key)
         try:
             ready = probe()
             if not ready:  # same plan, still starting (an interrupted `launch up`): watch it, do not own it
@@ -276,13 +285,20 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
         except BaseException:
             forget_deployment(plan.recipe)
             raise
-        probe = ReadyProbe(plan.endpoint, plan.served_name, key)
+        probe = ready_probe(plan, key)
         follower = Follower(rt, server)
         try:
             res = watch_startup(follower, exited=_exited_any(rt, started, server),
                                 probe=probe, timeout=max(1.0, timeout - (clock() - t0)), progress=progress,
                                 exit_poll=1.0 if plan.runtime == "local" else 2.0, clock=clock,
                                 timeout_label=timeout, started_at=t0)
+        except AuthRejected as exc:
+            probe.close()
+            follower.close()
+            cleaned = stop_all(rt, started)
+            forget_deployment(plan.recipe)
+            exc.details.append("stopped what this launch started: " + ", ".join(cleaned))
+            raise
         except BaseException:
             probe.close()
             follower.close()

@@ -29,6 +29,28 @@ def _exit_file(log_path: str | Path) -> Path:
     return Path(f"{log_path}.exit")
 
 
+def inherited_env(plan, environ=None) -> dict[str, str]:
+    """This shell's environment for a child, less the engine's API key variable when the recipe has
+    no api_key: vLLM reads VLLM_API_KEY from its environment, so a key exported in this shell would
+    start a protected server that launch then probes without a key (401 until the timeout)."""
+    import logging
+
+    env = dict(os.environ if environ is None else environ)
+    if getattr(plan, "api_key", None) is None:
+        var = None
+        try:
+            from launcher import engines
+
+            var = engines.get(plan.engine).api_key_env
+        except Exception:  # noqa: BLE001 - an engine without a key variable drops nothing
+            var = None
+        if var and env.pop(var, None) is not None:
+            logging.getLogger("launcher.runtime").info(
+                "%s: not passing %s from this shell to the server: the recipe has no api_key "
+                "(add api_key: {env: %s} to serve with that key)", plan.recipe, var, var)
+    return env
+
+
 class LocalRuntime(Runtime):
     name = "local"
 
@@ -42,7 +64,7 @@ class LocalRuntime(Runtime):
         import psutil
 
         where = f"{plan.recipe}: process {proc.name}"
-        env = {**os.environ, **proc.env, **secrets}
+        env = {**inherited_env(plan), **proc.env, **secrets}
         check_env({**proc.env, **secrets}, where)
         exe = proc.argv[0]
         if not shutil.which(exe, path=env.get("PATH")):
