@@ -43,27 +43,35 @@ def _version(url: str) -> str | None:
     return body.get("version") if status == 200 and isinstance(body, dict) else None
 
 
-def _start(plan, url: str, origin: str, timeout: float, clock: Clock, rep: Reporter) -> str:
+def _start(plan, url: str, origin: str, timeout: float, clock: Clock, rep: Reporter,
+           environ=None) -> tuple[str, str]:
+    """Start `ollama serve` where the server was looked for: the recipe's port, else OLLAMA_HOST, else
+    the default. Returns (version, url)."""
     proc = plan.head()
     if proc is None or shutil.which(proc.argv[0]) is None:
         raise ServerFailed(f"no Ollama server answers at {url} ({origin}) and `ollama` is not on PATH, "
                            f"so launch cannot start one", where=url, fix=eng.not_running_fix(url, origin))
+    environ = os.environ if environ is None else environ
+    if url != plan.endpoint and origin.startswith("from OLLAMA_HOST"):
+        # the user's OLLAMA_HOST (their bind address, kept as given) instead of the plan's default
+        proc = proc.model_copy(update={"env": {**proc.env, "OLLAMA_HOST": environ["OLLAMA_HOST"].strip()},
+                                       "port": int(url.rsplit(":", 1)[1])})
     rt = local_runtime()
-    rep.step("start", f"starting {proc.command}")
+    rep.step("start", f"starting {proc.command} (OLLAMA_HOST={proc.env.get('OLLAMA_HOST')})")
     handle = rt.start(proc, plan, {})
 
     def died():
         info = rt.exit_info(handle)
         return info.reason if info else None
 
-    version = wait_until(lambda: _version(plan.endpoint), timeout=timeout, clock=clock,
-                         what="ollama serve", where=f"{plan.endpoint}/api/version",
+    version = wait_until(lambda: _version(url), timeout=timeout, clock=clock,
+                         what="ollama serve", where=f"{url}/api/version",
                          fix="see the log above (`ollama serve` by hand shows the same); if another "
                              "program holds the port, free it or set the recipe's port / OLLAMA_HOST to "
                              "a free address", died=died,
                          log_tail=lambda: list(rt.logs(handle, tail=20)),
                          on_wait=lambda s: rep.step("wait", f"waiting for ollama serve ({s:.0f} s)"))
-    return str(version)
+    return str(version), url
 
 
 def _pull(c, model: str, rep: Reporter, clock: Clock, url: str, where: str) -> None:
@@ -126,6 +134,31 @@ def _load(c, name: str, keep_alive: str | None, url: str, timeout: float) -> Non
                            fix="lower ollama.context (or use auto), free memory, or use a smaller model")
 
 
+ATTACHED_PARALLEL = 1  # Ollama's default OLLAMA_NUM_PARALLEL
+ATTACHED_KV = "f16"  # Ollama's default OLLAMA_KV_CACHE_TYPE
+
+
+def _server_settings(o, attached: bool, plan, rep: Reporter, url: str) -> tuple[int, str | None]:
+    """(parallel, KV cache type) the server really runs with. A server launch starts gets the recipe's
+    (through its environment); an attached one was started by someone else with settings launch cannot
+    read, so the sizing assumes Ollama's defaults and says when the recipe asked for others."""
+    if not attached:
+        env = plan.head().env if plan.head() else {}
+        return int(env.get("OLLAMA_NUM_PARALLEL") or o.num_parallel), env.get("OLLAMA_KV_CACHE_TYPE") or o.kv_cache_type
+    ignored = []
+    if o.kv_cache_type and o.kv_cache_type != ATTACHED_KV:
+        ignored.append(f"ollama.kv_cache_type: {o.kv_cache_type}")
+    if o.num_parallel != ATTACHED_PARALLEL:
+        ignored.append(f"ollama.num_parallel: {o.num_parallel}")
+    if ignored:
+        rep.warn(f"{' and '.join(ignored)} only apply to an Ollama server launch starts; the one at {url} "
+                 f"was already running with its own settings (OLLAMA_KV_CACHE_TYPE, OLLAMA_NUM_PARALLEL in "
+                 f"its environment), so the context is sized for Ollama's defaults ({ATTACHED_KV} KV, "
+                 f"{ATTACHED_PARALLEL} parallel) and the loaded context is read back from /api/ps; to use "
+                 f"the recipe's settings, stop that server and let `launch up` start one")
+    return ATTACHED_PARALLEL, None
+
+
 def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, progress=None,
        clock: Clock | None = None) -> Deployment:
     return bring_up(_up, plan, recipe, replace=replace, timeout=timeout, progress=progress, clock=clock)
@@ -146,13 +179,9 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
     version = _version(url)
     attached = version is not None
     if not attached:
-        version = _start(plan, url, origin, timeout, clock, rep)
-        url = plan.endpoint
+        version, url = _start(plan, url, origin, timeout, clock, rep)
     rep.step("start", f"Ollama {version} at {url}")
-    started_env = {} if attached else (plan.head().env if plan.head() else {})
-    parallel = int(started_env.get("OLLAMA_NUM_PARALLEL") or os.environ.get("OLLAMA_NUM_PARALLEL")
-                   or o.num_parallel)
-    kv_type = o.kv_cache_type or started_env.get("OLLAMA_KV_CACHE_TYPE") or os.environ.get("OLLAMA_KV_CACHE_TYPE")
+    parallel, kv_type = _server_settings(o, attached, plan, rep, url)
 
     with http.client(base_url=url, retries=2, read=max(60.0, timeout)) as c:
         base = recipe.model

@@ -57,3 +57,64 @@ def test_elided_kv_heads_are_an_unknown_shape_not_zero_layers():
                                    parallel=1, kv_type=None, where="r.yaml: ollama.context")
     assert choice.num_ctx == ollama_context.AUTO_FALLBACK and "shape unknown" in choice.reason
     assert choice.warnings and "cannot size the context" in choice.warnings[0]
+
+
+def test_attached_server_is_sized_with_its_defaults_not_the_recipe_settings(sim, tmp_path, monkeypatch):
+    """kv_cache_type / num_parallel reach only a server launch starts (through its environment); an
+    attached server runs with its own, so the sizing assumes Ollama's defaults (f16, 1) and says so."""
+    monkeypatch.setenv("LAUNCHER_FREE_MEMORY", "32G")
+    warned = []
+    monkeypatch.setattr("launcher.ui.warn", warned.append)
+    recipe, plan = plan_recipe(tmp_path, "t-att", {"engine": "ollama", "model": "qwen3-coder:30b", "port": sim.port,
+                                                   "ollama": {"context": "auto", "kv_cache_type": "q8_0",
+                                                              "num_parallel": 2}})
+    d = ollama.up(plan, recipe, progress=Steps())
+    assert d.attached
+    # f16 and 1 parallel in 32 GiB: 139,264 tokens (the figure test_laptop_ollama checks for a plain recipe);
+    # q8_0 x 2 parallel would have given another context
+    assert d.model == "qwen3-coder:30b-136k" and d.capacity.max_model_len == 139264
+    assert d.capacity.slots == 1
+    w = " ".join(warned)
+    assert "ollama.kv_cache_type: q8_0 and ollama.num_parallel: 2 only apply to an Ollama server launch starts" in w
+    assert sim.url in w
+
+
+def test_attached_with_default_settings_does_not_warn(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAUNCHER_FREE_MEMORY", "32G")
+    warned = []
+    monkeypatch.setattr("launcher.ui.warn", warned.append)
+    recipe, plan = plan_recipe(tmp_path, "t-att2", {"engine": "ollama", "model": "qwen3-coder:30b",
+                                                    "port": sim.port, "ollama": {"context": 65536}})
+    ollama.up(plan, recipe, progress=Steps())
+    assert not any("only apply to an Ollama server launch starts" in w for w in warned)
+
+
+def test_ollama_serve_starts_where_ollama_host_points(isolated, tmp_path, monkeypatch):
+    """No port in the recipe and OLLAMA_HOST set: nothing answers there, so launch starts `ollama serve`
+    on that address (not on 11434) and waits there. The `ollama` here is a stand-in script serving the
+    simulator on the port OLLAMA_HOST names, as `ollama serve` would."""
+    from launcher import runtimes
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ollama"
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = serve ] || exit 2\necho \"OLLAMA_HOST=$OLLAMA_HOST\"\n"
+                    f"exec {sys.executable} -m launcher.cli.main sim ollama "
+                    f"--port \"${{OLLAMA_HOST##*:}}\" --local qwen3:0.6b\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("LAUNCHER_FREE_MEMORY", "64G")
+    port = free_port()
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
+    recipe, plan = plan_recipe(tmp_path, "t-host", {"engine": "ollama", "model": "qwen3:0.6b",
+                                                    "ollama": {"context": 32768}})
+    assert plan.endpoint.endswith(":11434")
+    rt = runtimes.get("local")
+    try:
+        d = ollama.up(plan, recipe, progress=Steps(), timeout=30)
+        assert d.attached is False and d.base_url == f"http://127.0.0.1:{port}/v1"
+        assert d.capacity.max_model_len == 32768
+    finally:
+        for h in rt.find("t-host"):
+            rt.stop(h, timeout=5)
+    assert not any(rt.alive(h) for h in rt.find("t-host"))
