@@ -26,6 +26,7 @@ class Policy:
     window: float = 6 * 3600.0
     delay_max: float = 30.0        # random delay before acting (two watchdogs do not fight)
     off_wait: float = 10.0         # seconds off between off and on
+    stall: float = 600.0           # no /metrics movement at all with requests running this long: a failure
 
 
 @dataclass(frozen=True)

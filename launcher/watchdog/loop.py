@@ -44,6 +44,8 @@ class Watchdog:
         self.prober = prober or Prober(timeout=self.policy.timeout)
         if getattr(self.prober, "now", 0) is None:  # the tiny-generation interval follows the watchdog's clock
             self.prober.now = self.clock.now
+        if getattr(self.prober, "stall", 0) is None:  # the stall window follows the policy
+            self.prober.stall = self.policy.stall
         self.reference = reference
         self.budget = budget or Budget(max_cycles=self.policy.max_cycles, window=self.policy.window, wall=self.clock.wall)
         self.alerter = alerter or Alerter()

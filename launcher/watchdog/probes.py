@@ -1,9 +1,14 @@
 """Probes, per node and concurrently, each under its own timeout (../shared/reference/watchdog.md).
 
 - HTTP `/health` (200 = the API server answers; it can stay 200 while the engine is deadlocked), plus
-- a heartbeat: `/metrics` token counters (`vllm:generation_tokens_total`, `vllm:prompt_tokens_total`)
-  must move while `vllm:num_requests_running` > 0; when nothing runs, a tiny generation
-  (max_tokens 1) must be answered in time. Servers without /metrics get the tiny generation only.
+- a heartbeat: while requests run or wait, *something* in `/metrics` must move within the stall window
+  (default 10 min): a token counter (`vllm:generation_tokens_total`, `vllm:prompt_tokens_total`), the
+  KV-cache usage (`vllm:kv_cache_usage_perc`, older `vllm:gpu_cache_usage_perc`) or the running/waiting
+  counts. vLLM V1 adds prompt tokens only when a prefill completes, so a 100k-token prefill keeps both
+  token counters still for minutes: that is a busy engine, not a wedge. When nothing runs, a tiny
+  generation (max_tokens 1) must be answered in time. Servers without /metrics get the tiny generation only.
+- With an API key configured, a 401 is a probe failure of kind "auth": reported (journal, alert), never
+  counted as the service failing (the server answered), so never a reason to restart or cycle.
 - SSH: the `SSH-2.0-` banner read over raw TCP within the timeout.
 - ICMP (optional): one `ping`.
 """
@@ -18,8 +23,12 @@ from dataclasses import asdict, dataclass, field
 METRIC_RE = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+|NaN)\s*$", re.M)
 # Only the three heartbeat series, over the raw bytes: a literal "\nvllm:" prefix lets the regex engine
 # skip the (on a real vLLM, ~100 KB of) histogram lines instead of trying every position.
-HEARTBEAT_RE = re.compile(rb"\nvllm:(generation_tokens_total|prompt_tokens_total|num_requests_running)"
+HEARTBEAT_RE = re.compile(rb"\nvllm:(generation_tokens_total|prompt_tokens_total|num_requests_running|"
+                          rb"num_requests_waiting|kv_cache_usage_perc|gpu_cache_usage_perc)"
                           rb"(?:\{[^}\n]*\})?[ \t]+([0-9.eE+-]+|NaN)")
+HEARTBEAT_SERIES = (b"generation_tokens_total", b"prompt_tokens_total", b"num_requests_running",
+                    b"num_requests_waiting", b"kv_cache_usage_perc", b"gpu_cache_usage_perc")
+DEFAULT_STALL = 600.0  # seconds of no progress at all, with requests running, before it is a failure
 _timeout_cm = getattr(asyncio, "timeout", None)  # Python 3.11+: no extra task per probe
 
 
@@ -30,6 +39,7 @@ class Check:
     detail: str = ""
     elapsed: float = 0.0
     target: str = ""
+    kind: str = ""  # "auth": refused with the configured API key (reported, never a reason to act)
 
 
 @dataclass
@@ -51,6 +61,10 @@ class Observation:
     checks: list[Check]
     reason: str = ""
     elapsed: float = 0.0  # the whole node's probe, wall seconds
+
+    @property
+    def auth_failed(self) -> list[Check]:
+        return [c for c in self.checks if c.kind == "auth" and not c.ok]
 
     @property
     def ssh_ok(self) -> bool | None:
@@ -75,15 +89,37 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-def heartbeat_counters(body: bytes) -> tuple[float, float, float]:
-    """(generation_tokens_total, prompt_tokens_total, num_requests_running), each summed over its labels."""
-    sums = {b"generation_tokens_total": 0.0, b"prompt_tokens_total": 0.0, b"num_requests_running": 0.0}
+def heartbeat_sample(body: bytes) -> dict[bytes, float]:
+    """The heartbeat series (HEARTBEAT_SERIES), each summed over its labels (0.0 when absent)."""
+    sums = dict.fromkeys(HEARTBEAT_SERIES, 0.0)
     for name, value in HEARTBEAT_RE.findall(b"\n" + body):
         try:
             sums[name] += float(value)
         except ValueError:
             pass
-    return sums[b"generation_tokens_total"], sums[b"prompt_tokens_total"], sums[b"num_requests_running"]
+    return sums
+
+
+def heartbeat_counters(body: bytes) -> tuple[float, float, float]:
+    """(generation_tokens_total, prompt_tokens_total, num_requests_running), each summed over its labels."""
+    s = heartbeat_sample(body)
+    return s[b"generation_tokens_total"], s[b"prompt_tokens_total"], s[b"num_requests_running"]
+
+
+_SHOWN = ((b"generation_tokens_total", "generated tokens"), (b"prompt_tokens_total", "prompt tokens"),
+          (b"kv_cache_usage_perc", "KV usage"), (b"gpu_cache_usage_perc", "KV usage"),
+          (b"num_requests_running", "running"), (b"num_requests_waiting", "waiting"))
+
+
+def _moved(before: tuple, after: tuple) -> str:
+    """What changed between two samples (in HEARTBEAT_SERIES order), for the journal."""
+    idx = {k: i for i, k in enumerate(HEARTBEAT_SERIES)}
+    out = []
+    for key, label in _SHOWN:
+        a, b = before[idx[key]], after[idx[key]]
+        if a != b:
+            out.append(f"{label} {b - a:+g}" if "tokens" in label else f"{label} {a:g}→{b:g}")
+    return ", ".join(out)
 
 
 def _err(exc: BaseException) -> str:
@@ -106,7 +142,8 @@ class Prober:
     already fails the node). `now` is the clock for the tiny-generation interval (the watchdog's)."""
 
     def __init__(self, *, timeout: float = 10.0, icmp: bool = False, generate: bool = True,
-                 generate_every: float = 60.0, api_key: str | None = None, now=None):
+                 generate_every: float = 60.0, api_key: str | None = None, now=None, stall: float | None = None,
+                 keys: dict[str, str] | None = None):
         self.timeout = timeout
         self.icmp = icmp
         self.generate = generate
@@ -116,9 +153,13 @@ class Prober:
         self.now = now
         self._generated: dict[str, float] = {}
         self._ssl = None
-        self.api_key = api_key
+        self.api_key = api_key  # for every URL without its own entry in `keys`
+        self.keys = dict(keys or {})  # origin or URL prefix -> API key (never logged)
+        # Seconds of no movement at all in the heartbeat series, with requests running or waiting, before
+        # the heartbeat fails (None: the watchdog sets it from its policy; else DEFAULT_STALL).
+        self.stall = stall
         self._conns: dict = {}
-        self._counters: dict[str, tuple[float, float]] = {}
+        self._progress: dict[str, tuple[tuple, float]] = {}  # base -> (last sample, when it last changed)
         self._models: dict[str, str] = {}
 
     def conn(self, url: str):
@@ -135,8 +176,16 @@ class Prober:
                 import ssl
 
                 self._ssl = ssl.create_default_context()
-            c = self._conns[key] = KeepAlive(url, headers=bearer(self.api_key), ssl_context=self._ssl)
+            c = self._conns[key] = KeepAlive(url, headers=bearer(self.key_for(url)), ssl_context=self._ssl)
         return c, u.path.rstrip("/")
+
+    def key_for(self, url: str) -> str | None:
+        """The API key for url: the longest matching prefix in `keys`, else `api_key`."""
+        best = None
+        for prefix in self.keys:
+            if url.startswith(prefix.rstrip("/")) and (best is None or len(prefix) > len(best)):
+                best = prefix
+        return self.keys[best] if best is not None else self.api_key
 
     async def aclose(self) -> None:
         conns, self._conns = list(self._conns.values()), {}
@@ -145,15 +194,19 @@ class Prober:
 
     async def _timed(self, name: str, target: str, coro) -> Check:
         t0 = time.monotonic()
+        kind = ""
         try:
             if _timeout_cm is not None:
                 async with _timeout_cm(self.timeout):
-                    ok, detail = await coro
+                    res = await coro
             else:  # Python 3.10
-                ok, detail = await asyncio.wait_for(coro, self.timeout)
+                res = await asyncio.wait_for(coro, self.timeout)
+            ok, detail = res[0], res[1]
+            if len(res) > 2:
+                kind = res[2]
         except Exception as exc:  # noqa: BLE001 - every failure is a probe result
             ok, detail = False, _err(exc)
-        return Check(name, ok, detail, round(time.monotonic() - t0, 4), target)
+        return Check(name, ok, detail, round(time.monotonic() - t0, 4), target, kind)
 
     # -- HTTP ----------------------------------------------------------------------------------
     async def _health(self, url: str):
@@ -168,10 +221,11 @@ class Prober:
         base = url.rstrip("/")
         if not model:
             model = self._models.get(base)
+        keyed = bool(self.key_for(url))
         if not model:
             r = await c.request("GET", path + "/v1/models")
-            if r.status_code == 401:
-                return True, "tiny generation skipped: /v1 needs an API key"
+            if r.status_code in (401, 403):
+                return self._unauthorized(keyed, r.status_code, "/v1/models")
             data = r.json().get("data") or []
             if not data:
                 return False, "/v1/models lists no model"
@@ -181,9 +235,16 @@ class Prober:
                                   "max_tokens": 1, "temperature": 0})
         if r.status_code == 200:
             return True, "tiny generation answered"
-        if r.status_code == 401:
-            return True, "tiny generation skipped: /v1 needs an API key"
+        if r.status_code in (401, 403):
+            return self._unauthorized(keyed, r.status_code, "/v1/chat/completions")
         return False, f"tiny generation: HTTP {r.status_code}"
+
+    @staticmethod
+    def _unauthorized(keyed: bool, status: int, path: str):
+        if keyed:  # the server answered, but not to our key: a configuration problem, not a wedge
+            return False, f"HTTP {status} on {path} with the configured API key: the key is refused " \
+                          "(the idle heartbeat cannot run; fix the key, this never triggers a restart or cycle)", "auth"
+        return True, "tiny generation skipped: /v1 needs an API key (give the recipe's api_key to the watchdog)"
 
     async def _heartbeat(self, url: str, model: str | None):
         base = url.rstrip("/")
@@ -193,15 +254,28 @@ class Prober:
             if self.generate:
                 return await self._generate(url, model)
             return True, f"no /metrics (HTTP {r.status_code}); heartbeat off"
-        gen, prompt, running = heartbeat_counters(r.content)
-        last = self._counters.get(base)
-        self._counters[base] = (gen, prompt)
-        if running > 0:
+        sample = heartbeat_sample(r.content)
+        sig = tuple(sample[k] for k in HEARTBEAT_SERIES)
+        now = (self.now or time.monotonic)()
+        last = self._progress.get(base)
+        if last is None or sig != last[0]:
+            self._progress[base] = (sig, now)
+        running, waiting = sample[b"num_requests_running"], sample[b"num_requests_waiting"]
+        if running > 0 or waiting > 0:
+            busy = f"{running:g} running, {waiting:g} waiting"
             if last is None:
-                return True, f"{running:g} running; first counter reading"
-            if gen > last[0] or prompt > last[1]:
-                return True, f"{running:g} running; tokens +{gen - last[0]:g} generated, +{prompt - last[1]:g} prompt"
-            return False, f"no token progress with {running:g} request(s) running (generation_tokens_total stuck at {gen:g})"
+                return True, f"{busy}; first reading"
+            if sig != last[0]:
+                return True, f"{busy}; moved: {_moved(last[0], sig)}"
+            still = now - last[1]
+            stall = DEFAULT_STALL if self.stall is None else self.stall
+            if still < stall:
+                return True, (f"{busy}; nothing moved for {still:.0f} s (a long prefill looks like this); "
+                              f"a failure after {stall:g} s")
+            kv = sample[b"kv_cache_usage_perc"] or sample[b"gpu_cache_usage_perc"]
+            return False, (f"no progress for {still:.0f} s with {busy} (generation_tokens_total stuck at "
+                           f"{sample[b'generation_tokens_total']:g}, prompt_tokens_total at "
+                           f"{sample[b'prompt_tokens_total']:g}, KV usage at {kv:g})")
         if self.generate:
             now = (self.now or time.monotonic)()
             last_gen = self._generated.get(base)
@@ -276,8 +350,9 @@ class Prober:
         else:
             groups = await asyncio.gather(*parts)
         checks = [c for g in groups for c in g]
-        bad = [c for c in checks if c.name in ("health", "heartbeat") and not c.ok]
-        reason = "; ".join(f"{c.name} {c.target}: {c.detail}" for c in bad)
+        failed = [c for c in checks if c.name in ("health", "heartbeat") and not c.ok]
+        bad = [c for c in failed if c.kind != "auth"]  # a refused key is reported, never a service failure
+        reason = "; ".join(f"{c.name} {c.target}: {c.detail}" for c in failed)
         return Observation(t.name, not bad and bool(t.urls), checks, reason or ("" if t.urls else "nothing to probe"),
                            round(time.monotonic() - t0, 4))
 

@@ -51,8 +51,10 @@ class PoweredNode:
 def test_wedged_or_hung_node_is_detected_cycled_once_and_comes_back(fail, tmp_path):
     node = PoweredNode(fail)
     ref = VllmSim(SimConfig(quiet=True)).start()  # the watchdog's reference: it can reach the network
+    # stall=0: no movement at all between two probes while a request runs is a failure at once (the
+    # default 10 min window is for long prefills; test_watchdog_decide covers it)
     policy = D.Policy(period=PERIOD, timeout=0.5, failures=FAILURES, grace=1.0, restart_grace=1, delay_max=0.0,
-                      off_wait=0.2)
+                      off_wait=0.2, stall=0)
     journal = Journal(tmp_path / "j.jsonl", console=None)
     try:
         power = Power(ShellyDriver(node.plug.url), poll=0.05, confirm_timeout=5)
@@ -74,7 +76,9 @@ def test_wedged_or_hung_node_is_detected_cycled_once_and_comes_back(fail, tmp_pa
             return rounds_to_cycle, time.monotonic() - t0
 
         rounds, _elapsed = asyncio.run(go())
-        assert rounds is not None and rounds <= FAILURES + 1, f"detected after {rounds} rounds"
+        # wedge: the hung tiny generation then shows once as a new running request (a running count that
+        # changes is progress), so one round more than `hang`
+        assert rounds is not None and rounds <= FAILURES + (2 if fail == "wedge" else 1), f"detected after {rounds} rounds"
         assert wd.cycles == ["n1"], wd.cycles
         assert wd.nodes["n1"].state.phase == "healthy"  # the fresh server after the cycle answers
         assert [on for _t, on in node.plug.changes] == [False, True]
@@ -85,7 +89,7 @@ def test_wedged_or_hung_node_is_detected_cycled_once_and_comes_back(fail, tmp_pa
         probes = [e for e in lines if e["event"] == "probe"]
         assert probes and all("checks" in e for e in probes)
         if fail == "wedge":
-            assert any("no token progress" in e["reason"] or "tiny generation" in e["reason"] or "timed out" in e["reason"]
+            assert any("no progress" in e["reason"] or "tiny generation" in e["reason"] or "timed out" in e["reason"]
                        for e in probes if not e["service_ok"])
     finally:
         journal.close()
@@ -112,7 +116,7 @@ def test_healthy_busy_node_is_never_cycled():
     workers = [threading.Thread(target=load, daemon=True) for _ in range(3)]
     for w in workers:
         w.start()
-    policy = D.Policy(period=PERIOD, timeout=1.0, failures=2, grace=0, delay_max=0)
+    policy = D.Policy(period=PERIOD, timeout=1.0, failures=2, grace=0, delay_max=0, stall=0)  # strictest
     wd = Watchdog([Node("n1", Target("n1", [sim.url]))], policy=policy, journal=Journal(None, console=None),
                   prober=Prober(timeout=1.0, generate_every=0))
     wd.nodes["n1"].state = D.NodeState("healthy")
