@@ -5,6 +5,8 @@ is registered with the redaction filter, which masks it in anything launcher pri
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shlex
 import subprocess
@@ -18,10 +20,27 @@ _known: set[str] = set()
 _lock = threading.Lock()
 
 
-def register_secret(value: str) -> None:
+def secret_forms(value: str, users=()) -> set[str]:
+    """The ways a secret shows up in text: raw, URL-encoded (quote, quote_plus), JSON-escaped, and
+    as HTTP basic auth (base64 of `user:value`) for each user given."""
+    from urllib.parse import quote, quote_plus
+
+    if not value:
+        return set()
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), quote_plus(value, safe=""),
+             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    for user in users:
+        if user is not None:
+            forms.add(base64.b64encode(f"{user}:{value}".encode()).decode())
+    return {f for f in forms if len(f) >= 4}
+
+
+def register_secret(value: str, users=()) -> None:
+    """Mask this value (and its encoded forms, see secret_forms) in everything launcher prints."""
     if value and len(value) >= 4:
+        forms = secret_forms(value, users)
         with _lock:
-            _known.add(value)
+            _known.update(forms)
 
 
 def redact(text: str) -> str:

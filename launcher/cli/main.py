@@ -55,11 +55,10 @@ def _root(
 ):
     STATE["debug"] = debug
     STATE["verbose"] = verbose
-    if verbose:
-        import logging
+    from launcher.logredact import setup_logging
 
-        logging.basicConfig(level=logging.INFO if verbose == 1 else logging.DEBUG,
-                            format="%(name)s: %(message)s", stream=sys.stderr)
+    # Every log line (httpx's "HTTP Request: GET URL" included) passes the secret filter.
+    setup_logging(verbose, stream=sys.stderr)
 
 
 for _mod in COMMAND_MODULES:

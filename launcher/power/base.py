@@ -14,7 +14,6 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from launcher.auth import MASK, redact
 from launcher.errors import InputError, RuntimeFailure
 
 ON, OFF = "on", "off"
@@ -76,8 +75,17 @@ class Driver(ABC):
     #: capability -> reason, for what this device cannot do ("state", "cycle", ...)
     unsupported: dict[str, str] = {}
 
-    def __init__(self, *, secrets: list[str] | None = None):
-        self._secrets = [s for s in (secrets or []) if s]
+    def __init__(self, *, secrets: list[str] | None = None, users: list[str | None] | None = None):
+        from launcher.auth import register_secret, secret_forms
+
+        # Every form the secret can take on the wire or in a message: raw, URL-encoded, JSON-escaped,
+        # and base64 `user:secret` (HTTP basic auth) for the users given. Registered globally too, so
+        # the journal, the console and log lines mask them as well.
+        self._secrets: list[str] = []
+        for s in secrets or []:
+            if s:
+                register_secret(s, users or ())
+                self._secrets.extend(sorted(secret_forms(s, users or ()) | {s}, key=len, reverse=True))
         self.sent: list[str] = []
         self.unsupported = dict(type(self).unsupported)
 
@@ -102,9 +110,10 @@ class Driver(ABC):
 
     # -- helpers for drivers ----------------------------------------------------------------
     def mask(self, text: str) -> str:
-        for s in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(s, MASK)
-        return redact(text)
+        """Text with this driver's secret (every form) and any credential-looking URL part masked."""
+        from launcher.logredact import scrub
+
+        return scrub(text, self._secrets)
 
     def record(self, text: str) -> str:
         """Note a request sent (credentials masked); returns the masked text."""

@@ -19,7 +19,7 @@ class CommandDriver(Driver):
 
     def __init__(self, commands: dict[str, str], *, password: str | None = None, username: str | None = None,
                  timeout: float = 30.0, toggle_after: float | None = None):
-        super().__init__(secrets=[password] if password else [])
+        super().__init__(secrets=[password] if password else [], users=[username] if username else [])
         self.commands = dict(commands)
         self.password, self.username, self.timeout = password, username, timeout
         if "cycle" in self.commands and toggle_after:

@@ -34,7 +34,7 @@ class IpmiDriver(Driver):
                  interface: str = "lanplus", cipher: int | None = None, timeout: float = 15.0, ipmitool: str = "ipmitool",
                  extra: list[str] | None = None,
                  runner: Callable[[list[str], dict[str, str], float], tuple[int, str, str]] = _run):
-        super().__init__(secrets=[password] if password else [])
+        super().__init__(secrets=[password] if password else [], users=[username or "ADMIN"])
         host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "")
         self.host, self.port = host, port
         self.username = username or "ADMIN"

@@ -20,7 +20,7 @@ class RedfishDriver(Driver):
 
     def __init__(self, address: str, *, username: str | None = None, password: str | None = None,
                  system: str | None = None, timeout: float = 10.0, verify: bool | str = True, client=None):
-        super().__init__(secrets=[password] if password else [])
+        super().__init__(secrets=[password] if password else [], users=[username or "root"])
         self.url = base_url(address, "https")
         auth = None
         if password is not None:
@@ -53,7 +53,7 @@ class RedfishDriver(Driver):
             return getattr(self.http, method)(self.url + path, **kw)
         except httpx.ConnectError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                raise PowerError(f"{self.describe()}: the BMC's TLS certificate is not trusted ({exc})",
+                raise PowerError(f"{self.describe()}: the BMC's TLS certificate is not trusted ({self.mask(str(exc))})",
                                  fix="give the BMC's CA file as `power.verify: /path/ca.pem` in the inventory, "
                                      "or `power.verify: false` for a self-signed BMC on a trusted network") from None
             raise

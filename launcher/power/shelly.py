@@ -13,7 +13,8 @@ class ShellyDriver(Driver):
     def __init__(self, address: str, *, generation: int = 2, channel: int = 0, username: str | None = None,
                  password: str | None = None, toggle_after: float | None = None, timeout: float = 5.0,
                  client=None):
-        super().__init__(secrets=[password] if password else [])
+        # digest (gen2) sends only a hash; basic (gen1) sends base64 `user:password`: both masked
+        super().__init__(secrets=[password] if password else [], users=[username or "admin"])
         self.url = base_url(address)
         self.generation = int(generation)
         self.channel = int(channel)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from launcher.auth import MASK
 from launcher.power._http import base_url, json_of, make_client
 from launcher.power.base import OFF, ON, Driver, PowerError
 
@@ -14,10 +15,10 @@ class TasmotaDriver(Driver):
     def __init__(self, address: str, *, channel: int = 0, username: str | None = None,
                  password: str | None = None, toggle_after: float | None = None, timeout: float = 5.0,
                  client=None):
-        super().__init__(secrets=[password] if password else [])
+        self.username = username or "admin"
+        super().__init__(secrets=[password] if password else [], users=[self.username])
         self.url = base_url(address)
         self.channel = int(channel)
-        self.username = username or "admin"
         self.password = password
         self.http = client or make_client(timeout)
         self.power_cmd = "Power" if self.channel == 0 else f"Power{self.channel + 1}"
@@ -32,10 +33,13 @@ class TasmotaDriver(Driver):
 
     def _cm(self, cmnd: str) -> dict:
         q = f"cmnd={quote(cmnd, safe='')}"
+        shown = q
         if self.password:
-            q = f"user={quote(self.username, safe='')}&password={quote(self.password, safe='')}&" + q
+            user = f"user={quote(self.username, safe='')}&"
+            q = f"{user}password={quote(self.password, safe='')}&{q}"
+            shown = f"{user}password={MASK}&{shown}"  # the request as recorded: never the value, in any encoding
         url = f"{self.url}/cm?{q}"
-        self.record(f"GET {url}")
+        self.record(f"GET {self.url}/cm?{shown}")
         data = json_of(self, self.http.get(url), cmnd)
         if isinstance(data, dict) and data.get("WARNING") and "password" in str(data["WARNING"]).lower():
             raise PowerError(f"{self.describe()}: {data['WARNING']}", fix="check power.credentials")
