@@ -155,12 +155,16 @@ def judge_tool_call(r: Reply, *, model: str, key_given: bool, max_tokens: int) -
         return fail
     ev = evidence_of(r)
     if not r.tool_calls:
-        if r.finish == "length" and (r.reasoning.strip() or has_think(r.content) or not r.content.strip()):
-            return diagnosed(name, "length", ev, detail=f"max_tokens was {max_tokens}")
-        detail = "the model wrote text instead of a tool call"
         if r.finish == "length":
-            detail += f", until max_tokens ({max_tokens}) ran out"
-        return diagnosed(name, "prose-tool-call", ev, detail=detail)
+            # the budget ran out before any call: a reasoning model still thinking. Without a reasoning
+            # parser its thinking is plain content (no markers), so visible text does not mean prose.
+            detail = f"max_tokens was {max_tokens}"
+            if r.content.strip() and not r.reasoning.strip():
+                detail += ("; if no reasoning parser is set, the reasoning shows up as content (set the "
+                           "model's --reasoning-parser); if that text is prose, not reasoning, the tool parser is "
+                           "not active either (--tool-call-parser)")
+            return diagnosed(name, "length", ev, detail=detail)
+        return diagnosed(name, "prose-tool-call", ev, detail="the model wrote text instead of a tool call")
     tc = r.tool_calls[0]
     if tc.name != TOOL_NAME:
         return diagnosed(name, "wrong-tool", ev, detail=f"called {trim(tc.name, 60)!r}, offered {TOOL_NAME!r}")

@@ -103,6 +103,15 @@ def test_length_finish_is_not_a_parser_failure(sim_factory):
     assert c.symptom == "length" and "finish_reason=length" in c.evidence and "2048" in c.diagnosis
 
 
+def test_length_finish_without_a_reasoning_parser_is_still_the_budget(sim_factory):
+    # no reasoning parser: the model's thinking arrives as plain content and is cut by the budget
+    rep = run(sim_factory(faults={"length"}, reasoning_parser=""), max_tokens=2048)
+    c = rep.check("tool_call")
+    assert c.symptom == "length", (c.symptom, c.evidence)
+    assert "content=" in c.evidence and "finish_reason=length" in c.evidence
+    assert "if no reasoning parser is set, the reasoning shows up as content" in c.diagnosis
+
+
 def test_auth_open_is_a_warning_not_a_failure(sim_factory):
     rep = run(sim_factory(faults={"auth-open"}))
     assert rep.ok

@@ -89,9 +89,16 @@ def test_tool_call_pass_and_prose():
 def test_length_is_the_reasoning_budget_not_a_parser_failure():
     c = judge_tool_call(Reply(status=200, finish="length", reasoning="x" * 9000), max_tokens=4096, **KW)
     assert c.symptom == "length" and "4096" in c.diagnosis and "max_tokens" in c.fix
-    # noise text up to the budget with no reasoning at all is prose, said honestly
-    c = judge_tool_call(Reply(status=200, finish="length", content="lorem ipsum " * 50), max_tokens=64, **KW)
-    assert c.symptom == "prose-tool-call" and "max_tokens (64)" in c.diagnosis
+    # a reasoning model served without a reasoning parser: unmarked thinking in content, cut by the
+    # budget. Still the budget, not a tool-parser failure; the detail says where the reasoning went.
+    thinking = "Okay, the user wants the weather in Paris. I should call get_weather with city Paris. " * 40
+    c = judge_tool_call(Reply(status=200, finish="length", content=thinking), max_tokens=64, **KW)
+    assert c.symptom == "length" and "reasoning used the output budget" in c.diagnosis
+    assert "max_tokens was 64" in c.diagnosis
+    assert "if no reasoning parser is set, the reasoning shows up as content" in c.diagnosis
+    # the same text with finish stop is a tool call written as prose
+    c = judge_tool_call(Reply(status=200, finish="stop", content=thinking), max_tokens=64, **KW)
+    assert c.symptom == "prose-tool-call"
 
 
 def test_tool_call_with_stop_finish_warns_and_wrong_tool_fails():
