@@ -64,6 +64,12 @@ class EndpointStatus:
         return asdict(self)
 
 
+def _server_exited(st: EndpointStatus) -> bool:
+    """launch started a server for this deployment and the runtime says it is not running."""
+    servers = [p for p in st.processes if p.get("role") == "server"]
+    return bool(servers) and not any(p.get("alive") for p in servers)
+
+
 async def _probe_one(st: EndpointStatus, key: str | None, sample_s: float) -> None:
     import httpx
 
@@ -73,7 +79,12 @@ async def _probe_one(st: EndpointStatus, key: str | None, sample_s: float) -> No
         try:
             r = await c.get(st.endpoint + "/health")
         except httpx.ConnectError:
-            st.health = "refused (not running, or still loading)"
+            if _server_exited(st):
+                st.health = "server exited"
+                st.note = st.note or (f"its server process is not running; `launch up {st.name}` cleans up "
+                                      "what is left and starts it again")
+            else:
+                st.health = "refused (not running, or still loading)"
             return
         except httpx.HTTPError as exc:
             st.health = f"no answer ({type(exc).__name__})"

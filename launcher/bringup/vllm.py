@@ -126,6 +126,13 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
         return None
     alive = [h for h in recorded if rt.alive(h)]
     dead = [h for h in recorded if h not in alive]
+    hashes = {h.plan_hash for h in alive}
+    server = next((h for h in alive if h.role == "server"), None)
+    if alive and server is None and hashes == {plan.hash}:
+        # the same plan, but its server is gone (vLLM died while the Ray head and workers, or mp's
+        # headless workers, kept running): nothing to attach to, and not "a different plan" either
+        _restart_leftovers(plan, rt, alive, dead, progress)
+        return None
     if dead:
         from launcher import state
 
@@ -133,8 +140,6 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
             state.forget(h)
     if not alive:
         return None
-    hashes = {h.plan_hash for h in alive}
-    server = next((h for h in alive if h.role == "server"), None)
     if hashes == {plan.hash} and server is not None:
         probe = ready_probe(plan, key)
         try:
@@ -164,6 +169,22 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
     progress.note(what + "; --replace: stopping it")
     stop_all(rt, alive)
     return None
+
+
+def _restart_leftovers(plan, rt, alive: list[Handle], dead: list[Handle], progress: Progress) -> None:
+    """Stop what is left of a deployment whose server exited (its own records only), so it starts again."""
+    why = ""
+    for h in dead:
+        if h.role == "server":
+            try:
+                info = rt.exit_info(h)
+            except Exception:  # noqa: BLE001 - the reason is a nicety
+                info = None
+            why = f" ({info.reason})" if info is not None and getattr(info, "reason", "") else ""
+    left = ", ".join(f"{h.process}@{h.host}" for h in alive)
+    progress.note(f"found {plan.recipe} (plan {plan.hash}) with its server exited{why} while {left} "
+                  "still ran; stopping those and starting it again")
+    stop_all(rt, alive + dead)
 
 
 def _first_lines(rt, handle: Handle, limit: int = 4000) -> list[str]:
