@@ -17,6 +17,7 @@ from launcher.errors import InputError
 from launcher.spec.shape import ModelShape
 
 SESSIONS = (1, 2, 4)
+AUTO_FIELD = "vllm.max_model_len auto"  # auto / -1: vLLM picks the largest length that fits
 DEFAULT_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
 
 
@@ -90,6 +91,8 @@ def _requested_context(recipe, shape: ModelShape) -> tuple[int | None, int, str]
         mml = recipe.vllm.max_model_len
         if isinstance(mml, int) and mml > 0:
             return mml, 1, "vllm.max_model_len"
+        if mml == "auto" or isinstance(mml, int):  # auto / -1: vLLM fits the length to memory
+            return None, 1, AUTO_FIELD
         return shape.trained_context, 1, "vllm.max_model_len (model default)"
     if e == "llamacpp" and recipe.llamacpp:
         return recipe.llamacpp.ctx, 1, "llamacpp.ctx"  # -c is the total over all slots
@@ -102,10 +105,11 @@ def _requested_context(recipe, shape: ModelShape) -> tuple[int | None, int, str]
 
 @dataclass
 class Hosts:
-    gpus: int  # GPUs the recipe can use over its nodes
+    gpus: int  # GPUs on the recipe's nodes (what tensor parallelism can use without more nodes)
     memory_gib: float | None  # per GPU (the pool for unified memory)
     unified: bool
     names: list[str]
+    gpus_per_node: list[int] = field(default_factory=list)  # every GPU host of the inventory, in order
 
 
 def hosts_memory(recipe, inventory) -> Hosts:
@@ -115,9 +119,9 @@ def hosts_memory(recipe, inventory) -> Hosts:
     hosts = [(n, h) for n, h in inventory.hosts.items() if h.gpus.count > 0] or list(inventory.hosts.items())
     used = hosts[: max(1, recipe.parallelism.nodes)]
     mems = [h.gpus.memory_gib for _, h in used if h.gpus.memory_gib]
-    total_gpus = sum(h.gpus.count for _, h in hosts)
-    return Hosts(gpus=total_gpus, memory_gib=min(mems) if mems else None,
-                 unified=any(h.gpus.unified_memory for _, h in used), names=[n for n, _ in used])
+    return Hosts(gpus=sum(h.gpus.count for _, h in used), memory_gib=min(mems) if mems else None,
+                 unified=any(h.gpus.unified_memory for _, h in used), names=[n for n, _ in used],
+                 gpus_per_node=[h.gpus.count for _, h in hosts])
 
 
 @dataclass
@@ -155,6 +159,7 @@ class FitReport:
     fits: bool | None
     warnings: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -246,6 +251,13 @@ def _judge(rep: FitReport, recipe, shape: ModelShape, fig: F.KvFigures, budget: 
         _suggest_tp(rep, recipe, shape, hosts)
         return
     req, seqs = rep.requested_context, rep.requested_sequences
+    if rep.requested_field == AUTO_FIELD:
+        # nothing to judge: vLLM sizes the length to the memory it finds (trained length at most)
+        one = rep.largest_context["1"] or 0
+        rep.fits = one > 0
+        rep.notes.append(f"vllm.max_model_len auto: vLLM will pick about {one:,} tokens (the largest "
+                         f"context that fits one sequence)")
+        return
     if not req:
         rep.fits = True
         return
@@ -279,13 +291,29 @@ def _judge(rep: FitReport, recipe, shape: ModelShape, fig: F.KvFigures, budget: 
 
 
 def _suggest_tp(rep: FitReport, recipe, shape: ModelShape, hosts: Hosts) -> None:
-    if recipe.engine != "vllm" or hosts.gpus < rep.tp * 2 or rep.memory_gib is None or rep.weights_gib is None:
+    """Twice the tensor parallelism, when the GPUs are there: on the recipe's own nodes as is, else
+    over more of the inventory's nodes (then the suggestion carries `nodes:` and a backend)."""
+    if recipe.engine != "vllm" or rep.memory_gib is None or rep.weights_gib is None:
         return
     tp2 = rep.tp * 2
+    nodes = max(1, recipe.parallelism.nodes)
+    if hosts.gpus < tp2:
+        # the fewest of the inventory's GPU hosts (in order, as the plan picks them) holding tp2 GPUs
+        have, need = 0, 0
+        for count in hosts.gpus_per_node:
+            have, need = have + count, need + 1
+            if have >= tp2:
+                break
+        if have < tp2:
+            return
+        nodes = need
     budget2 = F.kv_budget_gib(rep.memory_gib, rep.utilization, rep.weights_gib / tp2)
     fig2 = F.kv_figures(shape, recipe.vllm.kv_cache_dtype, tp=tp2, engine="vllm")
     largest = fig2.largest_context(max(0.0, budget2) * F.GIB, 1, cap=shape.trained_context)
-    rep.suggestions.append(f"parallelism.tensor: {tp2} (largest context about {largest:,})")
+    flags = f"parallelism.tensor: {tp2}"
+    if nodes > max(1, recipe.parallelism.nodes):
+        flags += f", parallelism.nodes: {nodes}, parallelism.backend: ray"
+    rep.suggestions.append(f"{flags} (largest context about {largest:,})")
 
 
 def gib(x: float | None) -> str:

@@ -51,6 +51,8 @@ def fit(
         verdict = {True: "fits", False: "does NOT fit", None: "unknown"}[rep.fits]
         rows.append([rep.requested_field, f"{rep.requested_context:,}: {verdict}"])
     ui.table(f"fit: {rep.recipe}", ["", "estimate"], rows)
+    for n in rep.notes:
+        ui.info(n)
     for w in rep.warnings:
         ui.warn(w)
     if rep.suggestions:

@@ -84,14 +84,17 @@ def _inv(name):
 
 
 def test_nemotron_on_two_sparks():
-    rep = estimate(_recipe("nemotron"), _inv("dgx"), hf_cache="/nonexistent")
+    inv = _inv("dgx")
+    rep = estimate(_recipe("nemotron"), inv, hf_cache="/nonexistent")
     assert rep.shape_source == "recipe shape:"
     assert rep.kv_bytes_per_token == 4096  # fp8 over the model
     assert rep.kv_bytes_per_token_per_gpu == 2048  # TP 2
     assert rep.state_bytes_per_sequence == pytest.approx(170229760)  # 160 MiB SSM + ~2.3 MiB conv
-    assert rep.memory_gib == 128 and rep.unified_memory and rep.tp == 2
-    # 128 x 0.85 - 75/2 - 5.12 reserve = 66.18 GiB per GPU
-    assert rep.kv_budget_gib == pytest.approx(128 * 0.85 - 37.5 - 5.12)
+    mem = inv.hosts["spark-1"].gpus.memory_gib  # 128 GB of unified memory (119 GiB, or 128 as written)
+    assert mem in (119, 128)
+    assert rep.memory_gib == mem and rep.unified_memory and rep.tp == 2
+    # mem x 0.85 - 75/2 - 4 % reserve: 128 -> 66.18 GiB per GPU, 119 -> 58.89
+    assert rep.kv_budget_gib == pytest.approx(mem * 0.85 - 37.5 - 0.04 * mem)
     assert rep.fits is True and rep.warnings == []
     assert rep.largest_context == {"1": 262144, "2": 262144, "4": 262144}  # capped at trained length
 
@@ -138,3 +141,43 @@ def test_cli_fit_json(launch):
     res = launch("fit", "qwen3-coder-vllm", "--memory-gib", "40")
     assert res.returncode == 0, res.stderr
     assert "suggested flags" in res.stdout and "kv_cache_dtype: fp8" in res.stdout
+
+
+@pytest.mark.parametrize("mml", ["auto", -1])
+def test_max_model_len_auto_reports_what_vllm_will_pick(mml):
+    r = _recipe("qwen3-coder-vllm")
+    r = r.model_copy(update={"vllm": r.vllm.model_copy(update={"max_model_len": mml})})
+    rep = estimate(r, _inv("dgx"), memory_gib=40, hf_cache="/nonexistent")
+    one = rep.largest_context["1"]
+    assert one and one < 131072  # 3.4 GiB of KV: far below the trained length
+    # not judged against the trained length: vLLM fits the length to memory
+    assert rep.warnings == [] and rep.fits is True
+    assert rep.requested_context is None
+    assert rep.notes == [f"vllm.max_model_len auto: vLLM will pick about {one:,} tokens (the largest "
+                         f"context that fits one sequence)"]
+
+
+def _one_gpu_per_node_memory(inv, memory_gib, counts):
+    hosts = {}
+    for (name, h), n in zip(inv.hosts.items(), counts):
+        hosts[name] = h.model_copy(update={"gpus": h.gpus.model_copy(update={"count": n,
+                                                                             "memory_gib": memory_gib})})
+    return inv.model_copy(update={"hosts": hosts})
+
+
+def test_tensor_suggestion_counts_the_recipes_nodes():
+    r = _recipe("qwen3-coder-vllm")  # one node; dgx has one GPU on each of two nodes
+    assert r.parallelism.nodes == 1
+    rep = estimate(r, _inv("dgx"), memory_gib=40, hf_cache="/nonexistent")
+    tp = [s for s in rep.suggestions if s.startswith("parallelism.tensor")]
+    assert len(tp) == 1 and tp[0].startswith("parallelism.tensor: 2, parallelism.nodes: 2, parallelism.backend: ray")
+    assert rep.gpus_available == 1  # the GPUs of the recipe's one node
+    # two GPUs on the recipe's own node: tensor 2 alone
+    inv = _one_gpu_per_node_memory(_inv("dgx"), 40, [2, 1])
+    rep = estimate(r, inv, hf_cache="/nonexistent")
+    tp = [s for s in rep.suggestions if s.startswith("parallelism.tensor")]
+    assert len(tp) == 1 and tp[0].startswith("parallelism.tensor: 2 (") and "nodes" not in tp[0]
+    # one GPU in the whole inventory: no tensor parallelism to suggest
+    inv = _one_gpu_per_node_memory(_inv("dgx"), 40, [1, 0])
+    rep = estimate(r, inv, hf_cache="/nonexistent")
+    assert not [s for s in rep.suggestions if s.startswith("parallelism.tensor")]
