@@ -67,6 +67,55 @@ def validate_gate(recipe_l, deployment, key: str | None) -> None:
                                    "(`--no-validate` skips this gate at your own risk)")
 
 
+# the API each agent speaks besides what the gate checks (OpenAI chat completions)
+AGENT_APIS = {"claude": ("/v1/messages", "Anthropic Messages"), "codex": ("/v1/responses", "OpenAI Responses")}
+ENGINE_NAMES = {"ollama": "Ollama", "lmstudio": "LM Studio", "llamacpp": "llama-server", "vllm": "vLLM"}
+
+
+def check_agent_api(deployment, agent: str, key: str | None, *, timeout: float = 120.0) -> None:
+    """Claude Code speaks /v1/messages and Codex /v1/responses, not the chat completions the gate checked:
+    one tiny request there. A server without that route (404/405/501) fails the launch (exit 3) before
+    the agent starts; other answers are the agent's own business (the gate already judged the model)."""
+    if agent not in AGENT_APIS:
+        return
+    import httpx
+
+    from launcher import http
+    from launcher.errors import ValidationFailed
+
+    path, api = AGENT_APIS[agent]
+    url = deployment.root_url + path
+    prompt = "Reply with the single word OK."
+    if agent == "claude":
+        body = {"model": deployment.model, "max_tokens": 16, "messages": [{"role": "user", "content": prompt}]}
+        headers = {"anthropic-version": "2023-06-01", **({"x-api-key": key} if key else {}), **http.bearer(key)}
+    else:
+        body = {"model": deployment.model, "input": prompt, "max_output_tokens": 16}
+        headers = http.bearer(key)
+    try:
+        with http.client(retries=1, connect=10.0, read=timeout) as c:
+            resp = c.post(url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise ValidationFailed(f"the {api} API did not answer ({type(exc).__name__})", where=url,
+                               fix=f"{agent} needs {path}; use --agent opencode, or check the server") from None
+    server = ENGINE_NAMES.get(deployment.engine, "this server")
+    if resp.status_code in (404, 405, 501):
+        answer = " ".join(resp.text.split())[:160]
+        raise ValidationFailed(
+            f"{server} at {deployment.root_url} does not serve the {api} API that {agent} speaks "
+            f"(POST {path} answered HTTP {resp.status_code}: {answer or 'no body'})", where=url,
+            fix=f"this server does not serve the {api} API; use --agent opencode (it speaks the chat "
+                f"completions API the gate checked)")
+    if resp.status_code in (401, 403):
+        raise ValidationFailed(f"the {api} API refuses the key (HTTP {resp.status_code})", where=url,
+                               fix="the key the agent sends must be the one the server was started with")
+    if resp.status_code >= 400:
+        ui.warn(f"{path} answered HTTP {resp.status_code} to a one-line request: {agent} may fail "
+                f"({' '.join(resp.text.split())[:160]})")
+        return
+    ui.info(f"{agent}: {path} answers ({api} API)")
+
+
 def server_problem(deployment) -> str | None:
     """For --watch: None while the server answers /health, else what is wrong."""
     import httpx
@@ -94,12 +143,13 @@ def run_pipeline(recipe_l, plan, *, agent, agent_args, validate, replace, write,
     if plan.engine == "vllm":
         key = resolve_key(recipe_l, plan)
     derive_limits(recipe_l, deployment)
+    name = agent or r.agent.name
     if validate:
         validate_gate(recipe_l, deployment, key)
+        check_agent_api(deployment, name, key)
     else:
         ui.warn("--no-validate: the endpoint was not checked; an agent on a broken endpoint loops or "
                 "fails silently (tool calls in prose, reasoning inside arguments)")
-    name = agent or r.agent.name
     if name == "none":
         ui.out(f"ready: {deployment.model} at {deployment.base_url} "
                f"(context {deployment.limits.context:,}, output {deployment.limits.output:,})")

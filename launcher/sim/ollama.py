@@ -12,7 +12,8 @@ What it stands for:
 - /api/generate with no prompt loads the model (done_reason "load"); keep_alive 0 unloads it.
   The context allocated is the model's num_ctx (default `default_ctx`), stepped down by halving when it
   exceeds `max_context` (Ollama steps down on out-of-memory).
-- /api/chat (NDJSON), /v1/models, /v1/chat/completions (JSON or SSE) with tool calls.
+- /api/chat (NDJSON), /v1/models, /v1/chat/completions (JSON or SSE) with tool calls, and the
+  Anthropic-compatible /v1/messages (JSON or SSE events; text or tool_use). No /v1/responses (404).
 """
 from __future__ import annotations
 
@@ -165,7 +166,8 @@ class _Handler(JSONHandler):
                    ("POST", "/api/create"): self.create, ("POST", "/api/generate"): self.generate,
                    ("POST", "/api/chat"): self.chat, ("DELETE", "/api/delete"): self.delete,
                    ("GET", "/v1/models"): self.v1_models,
-                   ("POST", "/v1/chat/completions"): self.v1_chat}.get((method, path))
+                   ("POST", "/v1/chat/completions"): self.v1_chat,
+                   ("POST", "/v1/messages"): self.v1_messages}.get((method, path))
         if handler is None:
             self.send_bytes(404, b"404 page not found")
             return
@@ -317,3 +319,45 @@ class _Handler(JSONHandler):
         if b.get("stream"):
             return self.stream_events((None, c) for c in laptop_chat.chunks(*args))
         self.send_json(200, laptop_chat.completion(*args))
+
+    def v1_messages(self, b) -> None:
+        """Ollama's Anthropic-compatible /v1/messages: one turn (text or tool_use), whole or as SSE events."""
+        from launcher.sim.vllm_apis import anthropic_to_chat
+
+        name = b.get("model") or ""
+        if self.sim.find(name) is None:
+            return self.send_json(404, {"type": "error", "error": {
+                "type": "not_found_error", "message": f"model '{name}' not found"}})
+        if b.get("max_tokens") is None:
+            return self.send_json(400, {"type": "error", "error": {
+                "type": "invalid_request_error", "message": "max_tokens is required"}})
+        self.sim.load(name)
+        msgs, tools, _choice = anthropic_to_chat(b)
+        r = laptop_chat.reply(msgs, tools, "fp_ollama")
+        blocks = ([{"type": "text", "text": r["content"]}] if r["content"] else []) + [
+            {"type": "tool_use", "id": "toolu_" + t["id"].split("_")[-1], "name": t["function"]["name"],
+             "input": json.loads(t["function"]["arguments"])} for t in r["tool_calls"]]
+        stop = "tool_use" if r["tool_calls"] else "end_turn"
+        usage = {"input_tokens": sum(len(str(m.get("content") or "").split()) + 4 for m in msgs),
+                 "output_tokens": max(1, len(r["content"].split()) + 8 * len(r["tool_calls"]))}
+        msg = {"id": "msg_" + sha256_hex(json.dumps(b))[:24], "type": "message", "role": "assistant",
+               "model": name, "content": blocks, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+        if not b.get("stream"):
+            return self.send_json(200, msg)
+        events = [("message_start", {"type": "message_start", "message": {
+            **msg, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 0}}})]
+        for i, block in enumerate(blocks):
+            if block["type"] == "text":
+                events.append(("content_block_start", {"type": "content_block_start", "index": i,
+                                                       "content_block": {"type": "text", "text": ""}}))
+                delta = {"type": "text_delta", "text": block["text"]}
+            else:
+                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {
+                    "type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}}))
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}))
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
+        events += [("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                      "usage": {"output_tokens": usage["output_tokens"]}}),
+                   ("message_stop", {"type": "message_stop"})]
+        self.stream_events(events)
