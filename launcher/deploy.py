@@ -144,12 +144,51 @@ def remember(plan) -> None:
             "hosts": plan.hosts,
             "docker_urls": sorted({p.docker_url for p in plan.processes if p.docker_url}),
             "docker_hosts": {p.host: {"docker_url": p.docker_url} for p in plan.processes
-                             if p.docker_url and p.docker_url.startswith("ssh://")}}
+                             if p.docker_url and p.docker_url.startswith("ssh://")},
+            "ports": sorted({(p.address, p.port) for p in plan.processes if p.port})}
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
     os.replace(tmp, path)
+
+
+LOCAL_NAMES = ("local", "localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]", "")
+
+
+def _same_host(a: str | None, b: str | None) -> bool:
+    a, b = (a or "").strip("[]").lower(), (b or "").strip("[]").lower()
+    return a == b or (a in LOCAL_NAMES and b in LOCAL_NAMES)
+
+
+def port_holders(address: str, port: int, *, exclude: str | None = None) -> list[str]:
+    """Launch's own deployments (their recipe names) that serve or listen on this host and port, from
+    the deployment notes in the state dir: their endpoint, and every process port they planned."""
+    import json
+    from urllib.parse import urlsplit
+
+    from launcher import paths
+
+    d = paths.state_dir() / "deployments"
+    out: list[str] = []
+    for f in (sorted(d.glob("*.json")) if d.is_dir() else []):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        recipe = data.get("recipe")
+        if not recipe or recipe == exclude:
+            continue
+        held = [(a, int(p)) for a, p in (data.get("ports") or []) if p]
+        try:
+            u = urlsplit(data.get("endpoint") or "")
+            if u.port:
+                held.append((u.hostname or "", u.port))
+        except ValueError:
+            pass
+        if any(p == int(port) and _same_host(a, address) for a, p in held) and recipe not in out:
+            out.append(recipe)
+    return out
 
 
 def forget_deployment(recipe: str) -> None:

@@ -173,12 +173,27 @@ def check_host(plan, rt, name: str) -> list[Problem]:
     for port in _ports_for(plan, name):
         busy = _port_busy(rt, host, port, local)
         if busy:
-            problems.append(Problem(name, f"port {port} is already in use",
-                                    f"stop what listens there (ss -ltnp 'sport = :{port}'), or set another "
-                                    "port in the recipe (port:)"))
+            problems.append(_port_problem(plan, name, host, port))
     problems += _gpu_problems(plan, rt, name, host, local)
     problems += _weights_warning(plan, rt, name, host)
     return problems
+
+
+def _port_problem(plan, name: str, host: dict, port: int) -> Problem:
+    """A busy port; when one of launch's own deployments holds it, name it and how to free it."""
+    from launcher.deploy import port_holders
+
+    try:
+        holders = port_holders(host.get("address") or "local", port, exclude=plan.recipe)
+    except Exception:  # noqa: BLE001 - the state dir is a hint here, not a requirement
+        holders = []
+    if holders:
+        names = ", ".join(holders)
+        downs = " and ".join(f"`launch down {h}`" for h in holders)
+        return Problem(name, f"port {port} is already in use, held by launch deployment "
+                       f"{names}", f"run {downs} or pass --replace")
+    return Problem(name, f"port {port} is already in use",
+                   f"stop what listens there (ss -ltnp 'sport = :{port}'), or set another port in the recipe (port:)")
 
 
 def _weights_warning(plan, rt, name: str, host: dict) -> list[Problem]:

@@ -187,6 +187,25 @@ def _restart_leftovers(plan, rt, alive: list[Handle], dead: list[Handle], progre
     stop_all(rt, alive + dead)
 
 
+def _stop_port_holders(plan, progress: Progress) -> None:
+    """--replace: stop launch's other deployments that hold this plan's ports on its hosts (found
+    through launch's own state, so nothing launch did not start is touched)."""
+    from launcher.deploy import down, port_holders
+
+    seen: set[str] = set()
+    for p in plan.processes:
+        if not p.port:
+            continue
+        for other in port_holders(p.address, p.port, exclude=plan.recipe):
+            if other in seen:
+                continue
+            seen.add(other)
+            progress.note(f"--replace: stopping launch deployment {other}, which holds port {p.port} on {p.host}")
+            stopped = down(other)
+            if stopped:
+                progress.note(f"stopped {', '.join(stopped)}")
+
+
 def _first_lines(rt, handle: Handle, limit: int = 4000) -> list[str]:
     out: list[str] = []
     try:
@@ -293,6 +312,8 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
         att = _attach_or_clear(plan, rt, key, replace, progress, timeout)
         if att is not None:
             return att
+        if replace:
+            _stop_port_holders(plan, progress)
         t0 = clock()
         if not skip_preflight:
             for w in preflight(plan, rt):
