@@ -3,7 +3,9 @@ returns the Deployment the later stages consume (validation, agent config).
 
 The probe is the models list with the key, in the recipe's API style (OpenAI, Anthropic, Azure):
 unreachable → ServerFailed (exit 4), refused → SecretError (exit 2), served id missing → InputError
-listing the ids the endpoint serves.
+listing the ids the endpoint serves. An OpenAI-style endpoint that serves vLLM's /metrics also gives
+its KV pool (``vllm:cache_config_info``), so sessions sharing it divide the pool; without it only the
+per-request length is known, and a recipe with several sessions is warned.
 """
 from __future__ import annotations
 
@@ -23,6 +25,34 @@ def _say(progress, text: str) -> None:
             return
     if callable(progress):
         progress(text)
+
+
+def _warn(progress, text: str) -> None:
+    fn = getattr(progress, "warn", None)
+    if callable(fn):
+        fn(text)
+        return
+    from launcher import ui
+
+    ui.warn(text)
+
+
+def _vllm_metrics(base_url: str, headers: dict, read: float) -> str | None:
+    """The endpoint's vLLM /metrics text (sent with the key: a gateway may guard it), or None when the
+    endpoint has none (not vLLM, a gateway that does not pass it on, a refusal)."""
+    import httpx
+
+    from launcher.http import client
+
+    url = base_url.rstrip("/").removesuffix("/v1") + "/metrics"
+    try:
+        with client(connect=min(5.0, read), read=read, retries=0) as c:
+            resp = c.get(url, headers=headers)
+    except httpx.HTTPError:
+        return None
+    if resp.status_code != 200 or "vllm:" not in resp.text:
+        return None
+    return resp.text
 
 
 def _api_key(plan) -> str | None:
@@ -78,6 +108,21 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
     cap = Capacity(source="/v1/models")
     if entry and isinstance(entry.get("max_model_len"), int):
         cap.max_model_len = entry["max_model_len"]
+    if style_name == "openai":
+        metrics = _vllm_metrics(plan.base_url, style.headers(), read)
+        if metrics:
+            from launcher.capacity_read import capacity_from_vllm
+
+            measured = capacity_from_vllm(None, metrics, data, model=plan.served_name)
+            if measured.kv_tokens is not None:
+                cap = measured
+    sessions = getattr(getattr(r, "agent", None), "sessions", 1) or 1
+    if cap.kv_tokens is None and sessions > 1:
+        _warn(progress, f"{plan.base_url} does not say how many KV tokens it holds (no vLLM /metrics): the "
+                        f"{sessions} sessions are each promised the per-request length"
+                        + (f" {cap.max_model_len:,}" if cap.max_model_len else "")
+                        + ", not a share of the server's KV pool; if they run at once the server may "
+                          "preempt or reject. Set agent.context to what one session may use")
     _say(progress, f"attached: {plan.served_name} at {plan.base_url}")
     return Deployment(recipe=plan.recipe, engine=plan.engine, base_url=plan.base_url, model=plan.served_name,
                       plan_hash=plan.hash, attached=True, capacity=cap, api_key_env=plan.api_key_env)
