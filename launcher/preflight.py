@@ -44,6 +44,18 @@ def _host_dict(plan, name: str) -> dict:
     return {**plan.hosts.get(name, {}), "name": name}
 
 
+def ssh_command(host: dict) -> str:
+    """The ssh command a person types to reach an inventory host as launch does (user, port, key)."""
+    spec = host.get("ssh") or {}
+    dest = f"{spec['user']}@{host.get('address')}" if spec.get("user") else str(host.get("address"))
+    argv = ["ssh", dest]
+    if spec.get("port") and int(spec["port"]) != 22:
+        argv += ["-p", str(spec["port"])]
+    if spec.get("identity_file"):
+        argv += ["-i", str(spec["identity_file"])]
+    return shlex.join(argv)
+
+
 def _ports_for(plan, host: str) -> list[int]:
     """Ports the host's processes listen on (a server exec'd into the Ray head's container included)."""
     return sorted({p.port for p in plan.processes if p.host == host and p.port})
@@ -141,7 +153,7 @@ def check_host(plan, rt, name: str) -> list[Problem]:
             err = None if res.code == 0 else ((res.stderr or res.stdout).strip() or f"exit {res.code}")
         if err:
             return [Problem(name, f"not reachable over ssh ({err.splitlines()[0]})",
-                            f"check `ssh {host.get('address')}` works without a password prompt "
+                            f"check `{ssh_command(host)}` works without a password prompt "
                             "(keys, ~/.ssh/config, the inventory's ssh.user/port)", "unreachable")]
     if plan.runtime == "docker":
         urls = sorted({p.docker_url for p in procs if p.docker_url})

@@ -34,21 +34,35 @@ def up(recipe: str = typer.Argument(..., help="Recipe name or path."),
     if as_json:
         ui.print_json(d.to_json())
         return
-    print_deployment(d)
+    print_deployment(d, key_source=plan.api_key)
 
 
-def print_deployment(d) -> None:
+ENGINE_LABELS = {"vllm": "vLLM", "ollama": "Ollama", "lmstudio": "LM Studio", "llamacpp": "llama.cpp",
+                 "openai": "server"}
+
+
+def engine_label(engine: str | None) -> str:
+    return ENGINE_LABELS.get(engine or "", engine or "server")
+
+
+def print_deployment(d, key_source=None) -> None:
+    """key_source: the recipe's api_key (a KeySource), named in the output (never its value)."""
     from launcher import ui
 
     cap = d.capacity
+    version = f", {engine_label(d.engine)} {d.version}" if d.version else ""
     ui.out(f"{'attached to' if d.attached else 'started'} {d.recipe}: {d.model} at {d.base_url} "
-           f"(plan {d.plan_hash}{', vLLM ' + d.version if d.version else ''})")
+           f"(plan {d.plan_hash}{version})")
     if cap.kv_tokens or cap.max_model_len:
         conc = f", max concurrency {cap.max_concurrency:g}x" if cap.max_concurrency else ""
         ui.out(f"  capacity: {cap.kv_tokens or '?'} KV tokens, max_model_len {cap.max_model_len or '?'}{conc}"
                f" ({cap.source})")
-    if d.api_key_env:
-        ui.out(f"  API key: from ${d.api_key_env}")
+    if key_source is not None:
+        src = key_source.describe() if hasattr(key_source, "describe") else str(key_source)
+        given = f" (given to the server as ${d.api_key_env})" if d.api_key_env and d.engine != "openai" else ""
+        ui.out(f"  API key: from {src}{given}")
+    elif d.api_key_env:
+        ui.out(f"  API key: the server reads ${d.api_key_env}")
 
 
 def status(inventory: Optional[str] = typer.Argument(None, help="Also probe this inventory's hosts' watch URLs."),

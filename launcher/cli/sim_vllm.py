@@ -9,7 +9,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("vllm")
     def sim_vllm(
-        port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
+        port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
         served_model_name: str = typer.Option("nvidia/nemotron-3-super", "--served-model-name"),
         model: str = typer.Option("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4", "--model"),

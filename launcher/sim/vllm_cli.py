@@ -39,12 +39,20 @@ def parse_len(text: str | None) -> int | None:
     return int(float(t) * mult)
 
 
+def port_number(text: str) -> int:
+    """--port: 0-65535 (argparse turns the ValueError into a usage error, not a traceback)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
 def serve_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vllm serve", add_help=True)
     ap.add_argument("model_tag", nargs="?")
     ap.add_argument("--model")
     ap.add_argument("--host", default="0.0.0.0")
-    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--port", type=port_number, default=8000)
     ap.add_argument("--served-model-name", nargs="+")
     ap.add_argument("--max-model-len")
     ap.add_argument("--tool-call-parser")
@@ -104,6 +112,9 @@ def run_foreground(cfg: SimConfig, headless: bool = False) -> int:
         except OSError as exc:  # like vLLM: the port is taken
             print(f"(APIServer pid={os.getpid()}) OSError: [Errno {exc.errno}] {exc.strerror}", flush=True)
             return 1
+        except OverflowError as exc:  # a port outside 0-65535 that slipped past the parser
+            print(f"vllm serve: error: {exc}", file=sys.stderr, flush=True)
+            return 2
         sim.start(wait=False)
         while not stop.is_set():
             code = sim.wait_exit(0.5) if not sim._done.is_set() else sim.exit_code
