@@ -52,13 +52,19 @@ def from_inventory(inv, *, policy: D.Policy, clock: Clock | None = None, journal
     sd = state_dir or (default_state() / "watchdog")
     if wd:
         policy = D.Policy(**{**policy.__dict__, "max_cycles": wd.max_cycles, "window": wd.window,
-                             "delay_max": wd.delay_max})
+                             "delay_max": wd.delay_max,
+                             # next to the cycle budget (`watchdog: {max_restarts, restart_window}`) where
+                             # the inventory schema has them
+                             **{k: getattr(wd, k) for k in ("max_restarts", "restart_window")
+                                if getattr(wd, k, None) is not None}})
     budget = Budget(max_cycles=policy.max_cycles, window=policy.window, path=sd / f"{inv.name}.budget.json",
                     wall=clock.wall)
+    restart_budget = Budget(max_cycles=policy.max_restarts, window=policy.restart_window,
+                            path=sd / f"{inv.name}.restarts.json", wall=clock.wall)
     alerter = Alerter(command=wd.alert_command if wd else None, webhook=wd.alert_webhook if wd else None,
                       gave_up_dir=sd)
     return Watchdog(nodes, policy=policy, clock=clock, journal=journal, prober=Prober(timeout=policy.timeout, icmp=icmp),
-                    reference=inv.reference, budget=budget, alerter=alerter,
+                    reference=inv.reference, budget=budget, restart_budget=restart_budget, alerter=alerter,
                     restarter=Restarter({n.name: inv.hosts[n.name] for n in nodes},
                                         recipes={n.name: n.recipe or n.served_recipe for n in nodes}),
                     pause_file=(wd.pause_file if wd and wd.pause_file else str(sd / "pause")), dry_run=dry_run)

@@ -35,6 +35,7 @@ class Watchdog:
     def __init__(self, nodes: list[Node], *, policy: D.Policy | None = None, clock: Clock | None = None,
                  journal: Journal | None = None, prober: Prober | None = None, reference: str | None = None,
                  budget: Budget | None = None, alerter: Alerter | None = None, restarter=None,
+                 restart_budget: Budget | None = None,
                  pause_file: str | None = None, dry_run: bool = False, rng: random.Random | None = None,
                  rerun=None):
         self.nodes = {n.name: n for n in nodes}
@@ -48,6 +49,8 @@ class Watchdog:
             self.prober.stall = self.policy.stall
         self.reference = reference
         self.budget = budget or Budget(max_cycles=self.policy.max_cycles, window=self.policy.window, wall=self.clock.wall)
+        self.restart_budget = restart_budget or Budget(max_cycles=self.policy.max_restarts,
+                                                       window=self.policy.restart_window, wall=self.clock.wall)
         self.alerter = alerter or Alerter()
         self.restarter = restarter
         self.pause_file = pause_file
@@ -92,13 +95,14 @@ class Watchdog:
             self.journal.write("probe", o.node, **{k: v for k, v in o.to_json().items() if k != "node"})
             facts = D.Facts(can_restart=bool(self.restarter and self.restarter.can(node.name)),
                             reference_ok=self._reference_ok(node, refs, obs), paused=is_paused,
-                            budget_left=self.budget.left(node.name))
+                            budget_left=self.budget.left(node.name),
+                            restarts_left=self.restart_budget.left(node.name))
             before = node.state.phase
             node.state, d = D.decide(node.state, o.service_ok, o.ssh_ok, now, self.policy, facts, o.reason)
             decisions.append(d)
             if d.action != D.NONE or d.phase != before or not o.service_ok:
                 self.journal.write("decision", node.name, action=d.action, reason=d.reason, phase=d.phase,
-                                   fails=d.fails, dry_run=self.dry_run)
+                                   fails=d.fails, dry_run=self.dry_run, **d.detail)
             if node.rerun_pending and o.ssh_ok:
                 node.rerun_pending = False
                 self._rerun(node)
@@ -121,7 +125,7 @@ class Watchdog:
             elif d.action == D.CYCLE:
                 await self._cycle(node, d)
             elif d.action == D.ALERT:
-                self._alert(node, "gave-up", d.reason)
+                self._alert(node, d.detail.get("alert", "gave-up"), d.reason)
         except Exception as exc:  # noqa: BLE001 - an action failure is journaled, the loop goes on
             self.journal.write("error", node.name, action=d.action, error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -139,9 +143,16 @@ class Watchdog:
         what = self.restarter.describe(node.name)
         if self.dry_run:
             self.journal.write("restart", node.name, dry_run=True, would=f"run {what}, then re-check")
+            node.state = D.after_restart(node.state, True, self.clock.now(), self.policy)
             return
-        ok, detail = await asyncio.to_thread(self.restarter.restart, node.name)
-        self.journal.write("restart", node.name, ok=ok, sent=what, result=detail)
+        self.restart_budget.record(node.name)
+        try:
+            ok, detail = await asyncio.to_thread(self.restarter.restart, node.name)
+        except Exception as exc:  # noqa: BLE001 - a restart that blew up did not help
+            ok, detail = False, f"{type(exc).__name__}: {getattr(exc, 'what', exc)}"
+        self.journal.write("restart", node.name, ok=ok, sent=what, result=detail,
+                           restarts_left=self.restart_budget.left(node.name))
+        # the grace (model load) counts from now, when the restart has finished
         node.state = D.after_restart(node.state, ok, self.clock.now(), self.policy)
 
     async def _cycle(self, node: Node, d: D.Decision) -> None:
@@ -158,24 +169,65 @@ class Watchdog:
         if self.dry_run:
             self.cycles.append(node.name)
             self.journal.write("cycle", node.name, dry_run=True, would=plan, reason=d.reason)
-            node.state = D.after_cycle(node.state, self.clock.now(), self.policy)
+            node.state = D.after_cycle(node.state, self.clock.now(), self.policy, confirmed=False)
             return
         delay = random_delay(self.policy.delay_max, self.rng)
         self.journal.write("delay", node.name, seconds=round(delay, 2), plan=plan)
         await self.clock.asleep(delay)
+        if paused(self.pause_file):
+            node.state = D.cancel(node.state)
+            self.journal.write("decision", node.name, action="none", skipped="paused", would="cycle",
+                               reason="paused (pause file appeared during the random delay): not cycling")
+            return
         again = await self.prober.probe(node.target)
         if again.service_ok:
             node.state = D.cancel(node.state)
             self.journal.write("decision", node.name, action="none", reason="answered again during the random delay: not cycling")
             return
+        switched: list[str] = []
+        try:
+            res = await asyncio.to_thread(self._reboot, node, switched)
+        except Exception as exc:  # noqa: BLE001 - PowerError (device unreachable, refused), anything else
+            err = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
+            fix = getattr(exc, "fix", None)
+            if switched:  # something was switched: it counts, and the node may be off now
+                self.budget.record(node.name)
+                self.cycles.append(node.name)
+            self.journal.write("cycle", node.name, reason=d.reason, ok=False, error=err, switched=switched,
+                               charged=bool(switched), retry_after_s=self.policy.grace)
+            node.state = D.after_cycle_failed(node.state, self.clock.now(), self.policy)
+            self._alert(node, "cycle-failed", f"power device error: {err}" + (f" ({fix})" if fix else "") + (
+                f"; it did switch {', '.join(switched)}: the node may be OFF" if switched else
+                "; nothing was switched (not charged to the budget)") +
+                f"; trying again in {self.policy.grace:g} s if it is still wedged")
+            return
         self.budget.record(node.name)
         self.cycles.append(node.name)
-        res = await asyncio.to_thread(node.power.reboot, off_wait=self.policy.off_wait)
         self.journal.write("cycle", node.name, reason=d.reason, **res.to_json())
-        node.state = D.after_cycle(node.state, self.clock.now(), self.policy)
+        node.state = D.after_cycle(node.state, self.clock.now(), self.policy, confirmed=res.ok)
         node.rerun_pending = bool(node.recipe) and res.ok
         if not res.ok:
             self._alert(node, "cycle-failed", res.message)
+
+    def _reboot(self, node: Node, switched: list[str]):
+        """Power.reboot, noting each switch the device accepted (so a failure knows whether anything moved)."""
+        drv = node.power.driver
+        sw, cy = drv.switch, drv.cycle
+        own = {k: drv.__dict__[k] for k in ("switch", "cycle") if k in drv.__dict__}
+
+        def switch(on):
+            sw(on)
+            switched.append("on" if on else "off")
+
+        def cycle():
+            cy()
+            switched.append("native cycle")
+        drv.switch, drv.cycle = switch, cycle
+        try:
+            return node.power.reboot(off_wait=self.policy.off_wait)
+        finally:
+            del drv.switch, drv.cycle  # back to what they were
+            drv.__dict__.update(own)
 
     def _rerun(self, node: Node) -> None:
         if self.rerun is not None:

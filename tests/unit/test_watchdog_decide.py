@@ -132,8 +132,8 @@ def test_truly_wedged_ssh_down_exactly_one_cycle():
 
 def test_wedged_restart_does_not_help_then_one_cycle():
     r = FakeRestarter(ok=True)
-    wd, clock, plugs, _ = make({"n1": [(False, True)] * 30}, restarter=r)
-    run(wd, clock, 12)
+    wd, clock, plugs, _ = make({"n1": [(False, True)] * 200}, restarter=r)
+    run(wd, clock, 130)  # 3 failures, the restart, the start-up grace again (1200 s), 3 failures: one cycle
     assert r.calls == ["n1"]  # restarted first, once
     assert cycles(plugs["n1"]) == 1
     reasons = [e["reason"] for e in wd.journal.events if e["event"] == "decision" and e["action"] == "cycle"]
@@ -284,7 +284,11 @@ def test_inside_the_grace_zero_cycles():
 def test_budget_exhausted_alerts_instead_of_cycling(tmp_path):
     policy = D.Policy(**{**POLICY.__dict__, "grace": 0, "max_cycles": 2})
     alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT $LAUNCHER_WATCHDOG_NODE\" >> {tmp_path / 'alerts'}")
-    wd, clock, plugs, _ = make({"n1": [(False, False)] * 100}, policy=policy, alerter=alerter)
+    # after each cycle the node comes back (SSH answers) but its service stays down; no way to restart it
+    restarter = FakeRestarter()
+    restarter.can = lambda node: False
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 4 + [(False, True)] * 100}, policy=policy, alerter=alerter,
+                               restarter=restarter)
     run(wd, clock, 30)
     assert cycles(plugs["n1"]) == 2 and wd.cycles == ["n1", "n1"]
     assert (tmp_path / "alerts").read_text().splitlines() == ["gave-up n1"]  # alerted once, then quiet
@@ -351,3 +355,99 @@ def test_decide_is_pure(phase):
     new, d = D.decide(st, False, True, 50, POLICY, D.Facts(reference_ok=True))
     assert st.phase == phase and st.fails == 0 and d.action == D.NONE
     assert new.phase == phase
+
+
+class SlowRestarter(FakeRestarter):
+    """`docker restart` / `launch up` that takes `takes` seconds of the fake clock."""
+
+    def __init__(self, clock, takes, **kw):
+        super().__init__(**kw)
+        self.clock, self.takes = clock, takes
+
+    def restart(self, node):
+        self.clock.sleep(self.takes)
+        return super().restart(node)
+
+
+def test_restart_gets_the_full_start_up_grace_from_when_it_finished():
+    # 3 failures (SSH answers) -> restart, which takes 300 s; then the model loads for 1000 s (refused), then
+    # it serves. The grace must cover the load: counted from when the restart finished, not when decided.
+    seq = [(False, True)] * 3 + [(False, True)] * 100 + [True] * 30
+    wd, clock, plugs, _ = make({"n1": seq})
+    r = SlowRestarter(clock, 300, ok=True)
+    wd.restarter = r
+    run(wd, clock, 125)
+    assert r.calls == ["n1"] and plugs["n1"].switches == [] and wd.cycles == []
+    assert wd.nodes["n1"].state.phase == "healthy"
+    assert any(e.get("reason") == "the restart fixed it" for e in wd.journal.events)
+    assert not [e for e in wd.journal.events if e["event"] == "decision" and e["action"] == "cycle"]
+
+
+def test_pause_file_stops_restarts_too(tmp_path):
+    pause = tmp_path / "pause"
+    pause.write_text("")
+    r = FakeRestarter(ok=True)
+    wd, clock, plugs, _ = make({"n1": [(False, True)] * 50}, pause_file=str(pause), restarter=r)
+    run(wd, clock, 10)
+    assert r.calls == [] and plugs["n1"].switches == []
+    skipped = [e for e in wd.journal.events if e["event"] == "decision" and e.get("skipped") == "paused"]
+    assert skipped and skipped[0]["would"] == "restart" and skipped[0]["action"] == "none"
+    pause.unlink()
+    run(wd, clock, 1, skip_grace=False)
+    assert r.calls == ["n1"]
+
+
+def test_restart_budget_then_gave_up_alert(tmp_path):
+    # The restart "fixes" it each time, and it wedges again: at most max_restarts, then alert and give up.
+    policy = D.Policy(**{**POLICY.__dict__, "max_restarts": 2, "restart_window": 6 * 3600})
+    alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT\" >> {tmp_path / 'alerts'}")
+    r = FakeRestarter(ok=True)
+    wd, clock, plugs, _ = make({"n1": ([(False, True)] * 3 + [True] * 2) * 2 + [(False, True)] * 50}, restarter=r, policy=policy,
+                               alerter=alerter)
+    run(wd, clock, 40)
+    assert r.calls == ["n1", "n1"] and plugs["n1"].switches == []
+    assert (tmp_path / "alerts").read_text().split() == ["gave-up"]
+    gave = [e for e in wd.journal.events if e["event"] == "decision" and e["action"] == "alert"]
+    assert "restart budget spent" in gave[0]["reason"]
+
+
+class DeadPlug(FakePlug):
+    """A plug that does not answer at all (unreachable over the network)."""
+
+    def state(self):
+        raise ConnectionError("connect to 192.168.1.51:80 timed out")
+
+    def switch(self, on):
+        raise ConnectionError("connect to 192.168.1.51:80 timed out")
+
+
+def test_unreachable_plug_alerts_backs_off_and_is_not_charged(tmp_path):
+    alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT $LAUNCHER_WATCHDOG_REASON\" >> {tmp_path / 'alerts'}")
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 500}, alerter=alerter)
+    wd.nodes["n1"].power = Power(DeadPlug(), clock=clock, poll=1.0, confirm_timeout=20, retries=1, retry_wait=1)
+    run(wd, clock, 60)  # 600 s: well inside the back-off (the 1200 s grace)
+    alerts = (tmp_path / "alerts").read_text().splitlines()
+    assert len(alerts) == 1 and alerts[0].startswith("cycle-failed ") and "timed out" in alerts[0]
+    assert "nothing was switched" in alerts[0]
+    assert wd.budget.used("n1") == 0 and wd.nodes["n1"].state.phase == "backoff"
+    run(wd, clock, 130, skip_grace=False)  # after the back-off it tries again (still not charged)
+    assert len((tmp_path / "alerts").read_text().splitlines()) == 2 and wd.budget.used("n1") == 0
+
+
+def test_node_that_does_not_come_back_alerts_instead_of_cycling_again(tmp_path):
+    alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT\" >> {tmp_path / 'alerts'}")
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 1000}, alerter=alerter)
+    run(wd, clock, 300)  # cycle at ~40 s, grace 1200 s, then ~1700 s more
+    assert cycles(plugs["n1"]) == 1 and wd.cycles == ["n1"]
+    assert (tmp_path / "alerts").read_text().split() == ["did-not-come-back"]
+    ev = [e for e in wd.journal.events if e["event"] == "decision" and e["action"] == "alert"]
+    assert "did not come back (power on confirmed)" in ev[0]["reason"]
+
+
+def test_node_back_on_ssh_but_service_down_is_judged_normally():
+    # after the cycle SSH answers (the node came back), the service does not: restart first, no alert
+    r = FakeRestarter(ok=True)
+    wd, clock, plugs, _ = make({"n1": [(False, False)] * 4 + [(False, True)] * 500}, restarter=r)
+    run(wd, clock, 130)
+    assert cycles(plugs["n1"]) == 1 and r.calls == ["n1"]
+    assert not [e for e in wd.journal.events if e["event"] == "alert"]
