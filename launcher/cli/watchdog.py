@@ -20,10 +20,11 @@ def register(app: typer.Typer) -> None:
         off_wait: float = typer.Option(10.0, "--off-wait", help="Seconds the power stays off in a cycle."),
         journal: Optional[str] = typer.Option(None, "--journal", help="JSONL journal (default: state dir)."),
         icmp: bool = typer.Option(False, "--icmp", help="Also ping each host."),
-        install: Optional[str] = typer.Option(None, "--install", help="`systemd`: write a unit and say how to enable it."),
+        install: Optional[str] = typer.Option(None, "--install", help="`systemd`: write a unit and say how to enable it (with --dry-run: print it, write nothing)."),
     ):
         """Power-cycle a wedged node, never a healthy busy one (run it on a separate machine)."""
         import asyncio
+        import os
 
         from launcher import ui
         from launcher.errors import InputError
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         if install is not None:
             if install != "systemd":
                 raise InputError(f"unknown --install target {install!r}", fix="use --install systemd")
-            from launcher.watchdog.systemd import exec_start, install as do_install
+            from launcher.watchdog.systemd import env_names, exec_start, plan as unit_plan, write as write_unit
 
             args = [f"--period={period:g}", f"--timeout={timeout:g}", f"--failures={failures}", f"--grace={grace:g}",
                     f"--restart-grace={restart_grace:g}", f"--off-wait={off_wait:g}"]
@@ -51,17 +52,32 @@ def register(app: typer.Typer) -> None:
                 args.append(f"--journal={journal}")
             if icmp:
                 args.append("--icmp")
-            path, steps = do_install(exec_start(str(loaded.source.path) if hasattr(loaded.source, "path") else inventory, args))
-            ui.out(f"wrote {path}\nenable it with:\n" + "\n".join(f"  {s}" for s in steps))
+            p = unit_plan(exec_start(str(loaded.source.path) if hasattr(loaded.source, "path") else inventory, args),
+                          env_names=env_names(inv))
+            if not dry_run:  # --dry-run: show the unit and the commands, write nothing
+                write_unit(p)
+            ui.out(p.instructions(written=not dry_run))
             return
         policy = D.Policy(period=period, timeout=timeout, failures=failures, grace=grace,
                           restart_grace=restart_grace, off_wait=off_wait)
         jpath = journal or str(state_dir() / "watchdog" / f"{inv.name}.jsonl")
         j = Journal(jpath)
         wd = from_inventory(inv, policy=policy, journal=j, dry_run=dry_run, icmp=icmp, where=loaded.where)
+        under_systemd = bool(os.environ.get("INVOCATION_ID"))  # systemd sets it for every service it starts
         for n in wd.nodes.values():
             if n.power is None:
-                ui.warn(f"{n.name}: no usable power driver ({n.power_error or 'no `power:`'}): it can be watched, not cycled")
+                hint = ""
+                host_power = getattr(inv.hosts.get(n.name), "power", None)
+                var = getattr(getattr(host_power, "credentials", None), "env", None)
+                if under_systemd and var and not os.environ.get(var):
+                    from launcher.paths import config_dir
+                    from launcher.watchdog.systemd import ENV_FILE
+
+                    hint = (f"; under systemd this shell's variables are not seen: put the line {var}=… in "
+                            f"{config_dir() / ENV_FILE} (mode 0600, the unit's EnvironmentFile), then "
+                            "`systemctl [--user] restart launch-watchdog`")
+                ui.warn(f"{n.name}: no usable power driver ({n.power_error or 'no `power:`'}): it can be watched, "
+                        f"not cycled{hint}")
             else:
                 for cap, why in n.power.driver.unsupported.items():
                     ui.info(f"{n.name}: {n.power.driver.describe()}: no {cap}: {why}")
