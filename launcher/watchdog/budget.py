@@ -61,6 +61,20 @@ def paused(pause_file: str | Path | None) -> bool:
     return bool(pause_file) and Path(pause_file).exists()
 
 
+def webhook_origin(url: str) -> str:
+    """scheme://host[:port] only: Slack, Discord and Teams webhooks carry their token in the path (and
+    some services in the query or user info), so nothing past the host is ever shown."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        host = u.hostname or "?"
+        port = f":{u.port}" if u.port else ""
+    except ValueError:
+        return "(webhook URL hidden)"
+    return f"{u.scheme or 'https'}://{host}{port}"
+
+
 class Alerter:
     """Tells a human. command: run with /bin/sh, the event in LAUNCHER_WATCHDOG_* variables (never
     interpolated into the command). webhook: POST JSON {text, node, event, reason} (Slack-style `text`)."""
@@ -68,6 +82,10 @@ class Alerter:
     def __init__(self, *, command: str | None = None, webhook: str | None = None, gave_up_dir: str | Path | None = None,
                  timeout: float = 15.0):
         self.command, self.webhook, self.timeout = command, webhook, timeout
+        if webhook:  # the whole URL is a secret: masked wherever it might show (errors, reprs)
+            from launcher.auth import register_secret
+
+            register_secret(webhook)
         self.gave_up_dir = Path(gave_up_dir) if gave_up_dir else None
         self.sent: list[dict] = []
 
@@ -76,7 +94,7 @@ class Alerter:
         if self.command:
             parts.append(f"command {shlex.quote(self.command)}")
         if self.webhook:
-            parts.append(f"webhook {self.webhook.split('?')[0]}")
+            parts.append(f"webhook {webhook_origin(self.webhook)}")
         return " and ".join(parts) or "no alert configured (journal and console only)"
 
     def alert(self, node: str, event: str, reason: str) -> dict:

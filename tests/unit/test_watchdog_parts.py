@@ -121,3 +121,41 @@ def test_harden_steps_content():
     assert "/etc/systemd/system/sshd.service.d/oom.conf" in rhel[0].apply
     assert "OOMScoreAdjust=-1000" in deb[0].apply
     assert "--avoid" in deb[2].apply and "sshd" in deb[2].apply and "--prefer" in deb[2].apply
+
+
+def test_webhook_secret_path_never_in_journal_or_console(tmp_path):
+    """Slack/Discord/Teams carry the token in the path: only scheme://host is ever shown."""
+    from launcher.power.base import FakeClock
+    from launcher.watchdog.budget import Alerter
+    from launcher.watchdog.loop import Node, Watchdog
+    from launcher.watchdog.probes import Target
+
+    hooks = ["https://hooks.slack.com/services/T0AAA/B0BBB/Zk9sEcReTtOkEn1?x=1",
+             "https://discord.com/api/webhooks/1234/DiScOrDsEcReT-2",
+             "https://acme.webhook.office.com/webhookb2/TeAmSsEcReT3@x/IncomingWebhook/abc/def"]
+    for hook in hooks:
+        a = Alerter(webhook=hook)
+        assert a.describe() == "webhook " + hook.split("/")[0] + "//" + hook.split("/")[2]
+        out = io.StringIO()
+        j = Journal(tmp_path / "j.jsonl", console=out, wall=lambda: 0.0, verbose=True)
+
+        class P:
+            now = 0
+
+            async def probe_all(self, targets):
+                return []
+
+            async def reachable(self, r):
+                pass
+
+            async def aclose(self):
+                pass
+        wd = Watchdog([Node("n1", Target("n1", ["http://n1:8000"]))], journal=j, alerter=a, prober=P(),
+                      clock=FakeClock())
+        wd.dry_run = True  # the alert is journaled as "would alert via …", nothing is sent
+        asyncio.run(wd.run(once=True))
+        wd._alert(wd.nodes["n1"], "gave-up", "test")
+        j.close()
+        shown = (tmp_path / "j.jsonl").read_text() + out.getvalue()
+        for secret in ("Zk9sEcReTtOkEn1", "DiScOrDsEcReT-2", "TeAmSsEcReT3", "/services/", "/api/webhooks/"):
+            assert secret not in shown, (hook, secret)
