@@ -64,6 +64,10 @@ class Plan(BaseModel):
     api_key: KeySource | None = None
     api_key_env: str | None = None  # the variable the server and the agent read
     api_key_where: str | None = None  # file:line of `api_key:` in the recipe, for error messages
+    # the recipe's secret env references (`env: {HF_TOKEN: {env: HF_TOKEN}}`): NAME -> where the value comes
+    # from, resolved at start time for every process that lists NAME in its secret_env. Sources, never values;
+    # not hashed here (each process's secret_env carries the source descriptions into the hash).
+    secret_env: dict[str, KeySource] = Field(default_factory=dict)
     processes: list[Process] = Field(default_factory=list)
     hosts: dict[str, dict] = Field(default_factory=dict)  # host name -> inventory facts preflight needs
     startup_timeout: float = 1800
@@ -104,14 +108,7 @@ def _select_nodes(recipe_l, inv_l):
         want = len(names)
     chosen = names[:want]
     if r.engine == "vllm":
-        gpus = sum(inv.hosts[n].gpus.count for n in chosen)
-        if r.parallelism.tensor > gpus:
-            problems.append(InputError(
-                f"parallelism.tensor is {r.parallelism.tensor} but the {len(chosen)} host(s) used "
-                f"({', '.join(chosen)}) have {gpus} GPU(s) in inventory '{inv.name}'",
-                where=recipe_l.where("parallelism", "tensor"),
-                fix=f"lower parallelism.tensor to {gpus} or less, raise parallelism.nodes, or correct "
-                    f"gpus.count in {inv_l.source.path}"))
+        problems += _gpu_problems(recipe_l, inv_l, chosen)
     if r.parallelism.nodes > 1 and r.runtime == "local":
         local_only = all(inv.hosts[n].is_local for n in chosen)
         if not local_only:
@@ -121,7 +118,40 @@ def _select_nodes(recipe_l, inv_l):
     if problems:
         raise SpecError(problems)
     return [NodeCtx(name=n, address=inv.hosts[n].address, interface=inv.hosts[n].interface,
-                    gpus=inv.hosts[n].gpus.count) for n in chosen]
+                    gpus=inv.hosts[n].gpus.count, cluster_address=inv.hosts[n].cluster_address) for n in chosen]
+
+
+def _gpu_problems(recipe_l, inv_l, chosen: list[str]) -> list[InputError]:
+    """Tensor parallelism against the GPUs the inventory gives the chosen hosts."""
+    r, inv = recipe_l.spec, inv_l.spec
+    tp = r.parallelism.tensor
+    counts = {n: inv.hosts[n].gpus.count for n in chosen}
+    gpus = sum(counts.values())
+    where = recipe_l.where("parallelism", "tensor")
+    if tp > gpus:
+        return [InputError(
+            f"parallelism.tensor is {tp} but the {len(chosen)} host(s) used ({', '.join(chosen)}) have "
+            f"{gpus} GPU(s) in inventory '{inv.name}'", where=where,
+            fix=f"lower parallelism.tensor to {gpus} or less, raise parallelism.nodes, or correct "
+                f"gpus.count in {inv_l.source.path}")]
+    if len(chosen) < 2 or tp % len(chosen):
+        return []  # one node; or an uneven split, which the recipe check already reports
+    per_node = tp // len(chosen)
+    short = [f"{n} has {c}" for n, c in counts.items() if c < per_node]
+    if short:
+        return [InputError(
+            f"parallelism.tensor {tp} over {len(chosen)} nodes puts {per_node} rank(s) on each node, but "
+            f"{', '.join(short)} GPU(s) in inventory '{inv.name}'", where=where,
+            fix=f"lower parallelism.tensor to {len(chosen) * min(counts.values())}, or correct gpus.count in "
+                f"{inv_l.source.path}")]
+    if r.parallelism.backend == "ray" and tp < gpus:
+        return [InputError(
+            f"parallelism.tensor is {tp} but the Ray cluster of {', '.join(chosen)} has {gpus} GPUs: launch "
+            f"waits for all {gpus} to join and vLLM would use {tp}, packing them onto as few nodes as it can",
+            where=where,
+            fix=f"set parallelism.tensor to {gpus}, or set gpus.count in {inv_l.source.path} to the GPUs each "
+                f"host should give ({per_node})")]
+    return []
 
 
 def _container(recipe, proc, plan_name: str, multi_node: bool, host, secret_names: list[str]) -> ContainerSpec:
@@ -129,7 +159,7 @@ def _container(recipe, proc, plan_name: str, multi_node: bool, host, secret_name
     ports = {} if multi_node or proc.port is None else {f"{proc.port}/tcp": proc.port}
     return ContainerSpec(
         image=image, name=f"launcher-{plan_name}-{proc.name}", entrypoint=proc.argv[:1], command=proc.argv[1:],
-        env={**recipe.env, **proc.env}, secret_env=secret_names,
+        env={**recipe.plain_env, **proc.env}, secret_env=secret_names,
         labels={"launcher.recipe": plan_name, "launcher.role": proc.role},
         network_mode="host" if multi_node else None, ports=ports,
         volumes={host.hf_cache: HF_CACHE_IN_CONTAINER})
@@ -159,7 +189,10 @@ def build(recipe_l, inv_l=None, *, port: int | None = None) -> Plan:
     for p in procs:
         host = inv.hosts[p.host]
         runtime = r.runtime
-        secret = {key_env: r.api_key.describe()} if (p.role == "server" and r.api_key and key_env) else {}
+        # the recipe's secret env goes to every process (each node loads the weights); the API key to the server
+        secret = {name: src.describe() for name, src in r.secret_env.items()}
+        if p.role == "server" and r.api_key and key_env:
+            secret[key_env] = r.api_key.describe()
         container = None
         docker_url = None
         if runtime == "docker" and p.exec_in is None:
@@ -168,7 +201,7 @@ def build(recipe_l, inv_l=None, *, port: int | None = None) -> Plan:
         elif runtime == "docker":
             docker_url = host.docker_url(p.host)
         out.append(Process(name=p.name, host=p.host, address=host.address, role=p.role, runtime=runtime,
-                           argv=p.argv, env={**r.env, **p.env}, secret_env=secret, port=p.port,
+                           argv=p.argv, env={**r.plain_env, **p.env}, secret_env=secret, port=p.port,
                            exec_in=p.exec_in, ready=p.ready, container=container, docker_url=docker_url))
     plan = Plan(
         recipe=r.name, recipe_path=str(recipe_l.source.path), inventory=inv.name, engine=r.engine,
@@ -176,6 +209,7 @@ def build(recipe_l, inv_l=None, *, port: int | None = None) -> Plan:
         base_url=(r.openai.base_url.rstrip("/") if attach_only else endpoint + "/v1"),
         api_key=r.api_key, api_key_env=key_env,
         api_key_where=recipe_l.where("api_key") if r.api_key else None, processes=out,
+        secret_env=dict(r.secret_env),
         hosts={n.name: inv.hosts[n.name].model_dump(mode="json") for n in nodes},
         startup_timeout=r.startup_timeout, attach_only=attach_only)
     plan.hash = compute_hash(plan)

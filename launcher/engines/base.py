@@ -10,9 +10,15 @@ class NodeCtx:
     """One host's part in a plan, as an engine sees it."""
 
     name: str  # inventory host name
-    address: str
+    address: str  # how launch reaches the host (ssh, the API endpoint)
     interface: str | None = None
     gpus: int = 1
+    cluster_address: str | None = None  # the IP the nodes reach each other on (Ray, NCCL, MASTER_ADDR)
+
+    @property
+    def ip(self) -> str:
+        """The address other nodes use for this one: cluster_address, else address."""
+        return self.cluster_address or self.address
 
 
 @dataclass

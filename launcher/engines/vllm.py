@@ -37,6 +37,8 @@ def serve_argv(recipe, port: int) -> list[str]:
         argv += ["--max-num-seqs", str(v.max_num_seqs)]
     if v.enable_auto_tool_choice:
         argv.append("--enable-auto-tool-choice")
+    if v.tool_parser_plugin:
+        argv += ["--tool-parser-plugin", v.tool_parser_plugin]
     if v.tool_call_parser:
         argv += ["--tool-call-parser", v.tool_call_parser]
     if v.reasoning_parser_plugin:
@@ -48,7 +50,7 @@ def serve_argv(recipe, port: int) -> list[str]:
 
 
 def _node_env(node: NodeCtx, head: NodeCtx) -> dict[str, str]:
-    env = {"VLLM_HOST_IP": node.address, "MASTER_ADDR": head.address}
+    env = {"VLLM_HOST_IP": node.ip, "MASTER_ADDR": head.ip}
     if node.interface:
         for var in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "UCX_NET_DEVICES", "TP_SOCKET_IFNAME"):
             env[var] = node.interface
@@ -75,12 +77,12 @@ class Vllm(Engine):
             return [ProcSpec("server", head.name, "server", base, port=port)]
         if par.backend == "ray":
             procs = [ProcSpec("ray-head", head.name, "ray-head",
-                              ["ray", "start", "--block", "--head", f"--node-ip-address={head.address}",
+                              ["ray", "start", "--block", "--head", f"--node-ip-address={head.ip}",
                                f"--port={RAY_PORT}"], env=_node_env(head, head), port=RAY_PORT, ready="ray")]
             for i, node in enumerate(nodes[1:], start=1):
                 procs.append(ProcSpec(f"ray-worker-{i}", node.name, "ray-worker",
-                                      ["ray", "start", "--block", f"--address={head.address}:{RAY_PORT}",
-                                       f"--node-ip-address={node.address}"], env=_node_env(node, head), ready="none"))
+                                      ["ray", "start", "--block", f"--address={head.ip}:{RAY_PORT}",
+                                       f"--node-ip-address={node.ip}"], env=_node_env(node, head), ready="none"))
             procs.append(ProcSpec("server", head.name, "server",
                                   base + ["--distributed-executor-backend", "ray"], env=_node_env(head, head),
                                   port=port, exec_in="ray-head"))
@@ -88,11 +90,11 @@ class Vllm(Engine):
         # multiprocessing across nodes: head serves, the others run headless
         n = str(len(nodes))
         procs = [ProcSpec("server", head.name, "server",
-                          base + ["--nnodes", n, "--node-rank", "0", "--master-addr", head.address],
+                          base + ["--nnodes", n, "--node-rank", "0", "--master-addr", head.ip],
                           env=_node_env(head, head), port=port)]
         for i, node in enumerate(nodes[1:], start=1):
             procs.append(ProcSpec(f"worker-{i}", node.name, "worker",
-                                  base + ["--nnodes", n, "--node-rank", str(i), "--master-addr", head.address,
+                                  base + ["--nnodes", n, "--node-rank", str(i), "--master-addr", head.ip,
                                           "--headless"], env=_node_env(node, head), ready="none"))
         return procs
 

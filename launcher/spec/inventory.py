@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from launcher.spec.keysource import KeySource
 
@@ -79,7 +79,8 @@ class WatchdogSpec(Strict):
 
 
 class Host(Strict):
-    address: str
+    address: str  # how launch reaches the host: ssh destination (an ~/.ssh/config alias works) and API URL
+    cluster_address: str | None = None  # the IP the nodes reach each other on (Ray, NCCL); default: address
     ssh: SshSpec = Field(default_factory=SshSpec)
     docker: str | None = None  # "local", unix:///path, tcp://…, ssh://user@host
     gpus: GpuSpec = Field(default_factory=GpuSpec)
@@ -87,6 +88,26 @@ class Host(Strict):
     power: PowerSpec | None = None
     watch: WatchSpec | None = None
     hf_cache: str = "~/.cache/huggingface"
+
+    @field_validator("cluster_address")
+    @classmethod
+    def _an_ip(cls, value: str | None):
+        if value is None:
+            return value
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"'{value}' is not an IP address; Ray, NCCL and vLLM's MASTER_ADDR need the "
+                             "IP this host has on the link between the nodes (e.g. its ConnectX-7 port's "
+                             "address, `ip -br addr` on the host): write that IP, or remove "
+                             "cluster_address to use `address`") from None
+
+    @property
+    def node_ip(self) -> str:
+        """The address the other nodes use for this one."""
+        return self.cluster_address or self.address
 
     @property
     def is_local(self) -> bool:

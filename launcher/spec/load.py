@@ -163,6 +163,10 @@ def _problems(src: Source, model_cls, errors: list[dict]) -> list[LauncherError]
         by_loc.setdefault(_clean_loc(tuple(e["loc"])), []).append(e)
     out = []
     for loc, errs in by_loc.items():
+        # a union (str | {env: NAME}) whose member validator said why: that reason, not "wrong type" twice
+        reasons = [e for e in errs if e["type"] == "value_error"]
+        if len(errs) > 1 and reasons:
+            errs = reasons[:1]
         if len(errs) == 1 or any(e["type"] in ("extra_forbidden", "missing") for e in errs):
             out += [_problem(src, model_cls, e) for e in errs]
             continue
@@ -187,33 +191,82 @@ class Loaded:
         return self.source.where(tuple(loc))
 
 
+HF_TOKEN_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_TOKEN")
+
+
+def _inline_secret(loaded: Loaded, name: str, value: str) -> LauncherError:
+    what = (f"env.{name}: looks like a secret written inline (it would be stored in the recipe, "
+            "shown by `launch plan` and copied into configs)")
+    if name.upper() in HF_TOKEN_NAMES or value.startswith("hf_"):
+        # not the server's API key: vLLM reads HF_TOKEN to download gated weights from the Hub
+        fix = (f"remove it from env:. vLLM uses {name} only to download gated weights from the Hugging "
+               f"Face Hub: download them once on each host beforehand (`huggingface-cli download "
+               f"{loaded.spec.model}`, with the token in that shell), and the server finds them in the HF "
+               "cache; do not make it the server's api_key")
+    else:
+        fix = (f"remove it from env:; if it is the server's API key, reference it: `api_key: {{env: {name}}}` "
+               "(or file: PATH / command: \"…\"); launch passes it to the server through the environment")
+    return InputError(what, where=loaded.where("env", name), fix=fix)
+
+
+def _managed_extra_args(loaded: Loaded, extra_args: list[str]) -> list[LauncherError]:
+    """extra_args may not set what launch sets: a second --port or --served-model-name would leave the
+    readiness probe watching the wrong port or name until it times out."""
+    from launcher.spec.vllm_parsers import MANAGED_FLAGS, managed_flag
+
+    out: list[LauncherError] = []
+    for i, arg in enumerate(extra_args):
+        flag = managed_flag(arg)
+        if flag is None:
+            continue
+        if flag == "--api-key":
+            out.append(InputError(
+                "vllm.extra_args passes --api-key: the key would be visible in `ps` to every user",
+                where=loaded.where("vllm", "extra_args", i),
+                fix="remove it and set `api_key: {env: VLLM_API_KEY}`; launch passes it through the environment"))
+            continue
+        value = "" if "=" in arg else " (and its value)"
+        out.append(InputError(
+            f"vllm.extra_args sets {flag}, which launch writes itself from the recipe (a second value "
+            "would override the plan's: readiness, the agent config and the plan hash would follow a "
+            "server that is not the one running)",
+            where=loaded.where("vllm", "extra_args", i),
+            fix=f"remove {arg!r}{value} from extra_args; {MANAGED_FLAGS[flag]}"))
+    return out
+
+
 def _semantic_recipe(loaded: Loaded) -> None:
     """Checks beyond the schema: parser names vLLM knows."""
-    from launcher.spec.vllm_parsers import REASONING_PARSERS, TOOL_CALL_PARSERS
+    from launcher.spec.vllm_parsers import KV_CACHE_DTYPES, REASONING_PARSERS, TOOL_CALL_PARSERS
 
     import re
 
     r = loaded.spec
     problems: list[LauncherError] = []
-    for name, value in r.env.items():
+    for name, value in r.plain_env.items():
         if re.search(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", name, re.I) or \
                 re.match(r"^(sk-|hf_|ghp_|xox[bp]-|eyJ)[A-Za-z0-9_.-]{8,}", value):
-            problems.append(InputError(
-                f"env.{name}: looks like a secret written inline (it would be stored in the recipe, "
-                "shown by `launch plan` and copied into configs)",
-                where=loaded.where("env", name),
-                fix=f"remove it from env: and reference it: `api_key: {{env: {name}}}` (or file: PATH / "
-                    "command: \"…\"); launch passes it to the server through the environment"))
+            problems.append(_inline_secret(loaded, name, value))
     if r.engine == "vllm" and r.vllm:
         v = r.vllm
-        if v.tool_call_parser and v.tool_call_parser not in TOOL_CALL_PARSERS:
+        if v.tool_call_parser and v.tool_call_parser not in TOOL_CALL_PARSERS and not v.tool_parser_plugin:
             close = difflib.get_close_matches(v.tool_call_parser, sorted(TOOL_CALL_PARSERS), n=1)
             problems.append(InputError(
                 f"vllm.tool_call_parser: '{v.tool_call_parser}' is not a tool-call parser vLLM knows "
                 "(vLLM would fail with `invalid tool call parser` after loading the weights)",
                 where=loaded.where("vllm", "tool_call_parser"),
                 fix=(f"did you mean '{close[0]}'? " if close else "") +
-                    "pick the model's parser from vLLM's list (e.g. qwen3_coder, hermes, llama3_json)"))
+                    "pick the model's parser from vLLM's list (e.g. qwen3_coder, hermes, llama3_json), or load "
+                    "your own with vllm.tool_parser_plugin: PATH.py"))
+        if v.kv_cache_dtype and v.kv_cache_dtype not in KV_CACHE_DTYPES:
+            aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "f16": "float16"}
+            close = [aliases[v.kv_cache_dtype.lower()]] if v.kv_cache_dtype.lower() in aliases else \
+                difflib.get_close_matches(v.kv_cache_dtype.lower().replace("-", "_"), sorted(KV_CACHE_DTYPES), n=1)
+            problems.append(InputError(
+                f"vllm.kv_cache_dtype: '{v.kv_cache_dtype}' is not a KV cache dtype vLLM knows",
+                where=loaded.where("vllm", "kv_cache_dtype"),
+                fix=(f"did you mean '{close[0]}'? " if close else "") +
+                    "use one of " + ", ".join(sorted(KV_CACHE_DTYPES))))
         if (v.reasoning_parser and v.reasoning_parser not in REASONING_PARSERS
                 and not v.reasoning_parser_plugin):
             close = difflib.get_close_matches(v.reasoning_parser, sorted(REASONING_PARSERS), n=1)
@@ -234,11 +287,16 @@ def _semantic_recipe(loaded: Loaded) -> None:
                 "vllm.enable_auto_tool_choice needs a tool_call_parser",
                 where=loaded.where("vllm", "enable_auto_tool_choice"),
                 fix="add the model's `tool_call_parser:` (e.g. qwen3_coder)"))
-        if any(a.startswith("--api-key") for a in v.extra_args):
+        problems += _managed_extra_args(loaded, v.extra_args)
+        par = r.parallelism
+        if par.nodes > 1 and (par.tensor < par.nodes or par.tensor % par.nodes):
             problems.append(InputError(
-                "vllm.extra_args passes --api-key: the key would be visible in `ps` to every user",
-                where=loaded.where("vllm", "extra_args"),
-                fix="remove it and set `api_key: {env: VLLM_API_KEY}`; launch passes it through the environment"))
+                f"parallelism.tensor is {par.tensor} over {par.nodes} nodes: every node must hold the same "
+                "number of tensor-parallel ranks (at least one), or vLLM refuses to start (mp) or leaves a "
+                "node idle (ray)",
+                where=loaded.where("parallelism", "tensor"),
+                fix=f"set parallelism.tensor to a multiple of {par.nodes} (e.g. {par.nodes} for one GPU per "
+                    "node), or parallelism.nodes: 1"))
     if r.runtime == "docker" and not r.image and r.engine == "vllm":
         problems.append(InputError("runtime docker needs an image", where=loaded.where("runtime"),
                                    fix="add e.g. `image: vllm/vllm-openai:latest`"))

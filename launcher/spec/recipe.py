@@ -1,6 +1,7 @@
 """The recipe: how to serve one model and which agent to put on top."""
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,6 +15,13 @@ ENGINES = ("vllm", "ollama", "lmstudio", "llamacpp", "openai")
 RUNTIMES = ("local", "ssh", "docker")
 DEFAULT_PORTS = {"vllm": 8000, "ollama": 11434, "lmstudio": 1234, "llamacpp": 8080, "openai": 443}
 
+
+
+def provider_id(recipe_name: str) -> str:
+    """The agent provider id a recipe gets by default: `launch-<name>`, lower-case, [a-z0-9_-] only, so
+    that two recipes merged into one agent config keep separate provider blocks."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", recipe_name.lower()).strip("-") or "recipe"
+    return f"launch-{slug}"
 
 
 class Strict(BaseModel):
@@ -37,6 +45,7 @@ class VllmOptions(Strict):
     tool_call_parser: str | None = None
     reasoning_parser: str | None = None
     reasoning_parser_plugin: str | None = None
+    tool_parser_plugin: str | None = None  # a .py registering a custom tool parser; tool_call_parser names it
     max_num_seqs: int | None = Field(default=None, ge=1)
     extra_args: list[str] = Field(default_factory=list)
 
@@ -93,7 +102,7 @@ class Sampling(BaseModel):
 
 class AgentSpec(Strict):
     name: Literal["opencode", "codex", "claude", "none"] = "opencode"
-    provider: str = "launcher"
+    provider: str | None = None  # default: launch-<recipe name>, one provider block per recipe
     output: int = Field(default=32000, ge=256, description="output budget (max_tokens)")
     sessions: int = Field(default=1, ge=1, description="agent sessions sharing the server")
     context: int | Literal["auto"] = "auto"
@@ -116,7 +125,7 @@ class Recipe(Strict):
     lmstudio: LmStudioOptions | None = None
     llamacpp: LlamaCppOptions | None = None
     openai: OpenAIAttach | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str | KeySource] = Field(default_factory=dict)  # a value or a secret reference
     api_key: KeySource | None = None
     sampling: Sampling = Field(default_factory=Sampling)
     agent: AgentSpec = Field(default_factory=AgentSpec)
@@ -131,10 +140,11 @@ class Recipe(Strict):
                              "`api_key: {env: VLLM_API_KEY}` (or file: PATH / command: \"…\")")
         return value
 
-    @field_validator("env")
-    @classmethod
-    def _env_strings(cls, env: dict[str, str]):
-        return {k: str(v) for k, v in env.items()}
+    @model_validator(mode="after")
+    def _default_provider(self):
+        if self.agent.provider is None:
+            self.agent.provider = provider_id(self.name)
+        return self
 
     @model_validator(mode="after")
     def _engine_block(self):
@@ -154,6 +164,16 @@ class Recipe(Strict):
         if self.engine == "openai" and self.openai is None:
             raise ValueError("engine openai (attach-only) needs an `openai:` block with `base_url`")
         return self
+
+    @property
+    def plain_env(self) -> dict[str, str]:
+        """env: entries that are values (what a plan may show)."""
+        return {k: v for k, v in self.env.items() if isinstance(v, str)}
+
+    @property
+    def secret_env(self) -> dict[str, KeySource]:
+        """env: entries that reference a secret (resolved at start time, never shown or hashed as values)."""
+        return {k: v for k, v in self.env.items() if isinstance(v, KeySource)}
 
     # -- derived values (read-only helpers; the plan is where decisions are recorded) --
     @property

@@ -24,11 +24,21 @@ RECIPES = {
     "bad-parser.yaml": (6, ["vllm.tool_call_parser", "'qwen3coder'", "did you mean 'qwen3_coder'"]),
     "inline-secret-env.yaml": (5, ["env.VLLM_API_KEY", "secret written inline", "api_key: {env: VLLM_API_KEY}"]),
     "inline-secret-key.yaml": (4, ["api_key", "the secret itself, written inline", "{env: VLLM_API_KEY}"]),
+    "managed-extra-arg.yaml": (7, ["vllm.extra_args sets --port", "which launch writes itself", "(and its value)", "set `port:`"]),
+    "managed-extra-arg-equals.yaml": (6, ["vllm.extra_args sets --served-model-name", "set `served_name:`"]),
+    "tensor-below-nodes.yaml": (7, ["parallelism.tensor is 1 over 2 nodes", "a multiple of 2"]),
+    "bad-kv-cache-dtype.yaml": (5, ["vllm.kv_cache_dtype", "'fp9'", "did you mean 'fp8'"]),
+    "inline-hf-token.yaml": (5, ["env.HF_TOKEN", "secret written inline", "gated weights",
+                                 "huggingface-cli download meta-llama/Llama-3.1-8B-Instruct"]),
+    "custom-tool-parser-no-plugin.yaml": (7, ["vllm.extra_args sets --tool-parser-plugin",
+                                              "set `vllm.tool_parser_plugin`"]),
     "bad-inventory-ref.yaml": (6, ["unknown-host-key.yaml", "hosts.node-1: unknown key 'gpu'", "did you mean 'gpus'"]),
 }
 
 INVENTORIES = {
     "missing-address.yaml": (3, ["hosts.node-1.address", "Field required"]),
+    "bad-cluster-address.yaml": (5, ["hosts.node-1.cluster_address", "'node-1-cx7' is not an IP address",
+                                     "ConnectX-7"]),
     "bad-power-driver.yaml": (6, ["hosts.node-1.power.driver", "'kasa-smart' is not allowed", "'shelly'"]),
 }
 
@@ -60,6 +70,15 @@ def test_broken_inventory_exits_2(name, isolated, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: r\nengine: vllm\nmodel: org/m\nhosts: {inv}\nruntime: ssh\n")
     _check(run_launch("plan", str(recipe)), inv, line, texts)
+
+
+def test_inline_hf_token_is_not_advised_to_become_the_api_key(isolated):
+    """HF_TOKEN is what vLLM downloads gated weights with; making it vLLM's API key would lock every
+    client out (and hand the Hub token to every agent config)."""
+    proc = run_launch("plan", str(CORPUS / "recipes" / "inline-hf-token.yaml"))
+    assert proc.returncode == 2
+    assert "api_key: {env: HF_TOKEN}" not in proc.stderr
+    assert "hf_abcdefghijklmnop" not in proc.stderr + proc.stdout
 
 
 def test_key_command_that_fails_exits_2_before_anything_starts(isolated):

@@ -48,10 +48,13 @@ def test_nemotron_head_runs_every_seed_flag_plus_two_node_tp(isolated):
                      ("server", "spark-1", "server")]
     assert server.exec_in == "ray-head"
     worker = plan.processes[1]
-    assert "--address=192.168.100.10:6379" in worker.argv
+    # the nodes talk over the ConnectX-7 link (cluster_address); launch reaches them by address
+    assert "--address=192.168.100.10:6379" in worker.argv and "--node-ip-address=192.168.100.11" in worker.argv
+    assert worker.address == "spark-2.local" and plan.base_url == "http://spark-1.local:8000/v1"
     for p in plan.processes:
         assert p.env["NCCL_SOCKET_IFNAME"] == "enp1s0f0np0" and p.env["GLOO_SOCKET_IFNAME"] == "enp1s0f0np0"
         assert p.env["MASTER_ADDR"] == "192.168.100.10"
+        assert p.env["VLLM_HOST_IP"] == {"spark-1": "192.168.100.10", "spark-2": "192.168.100.11"}[p.host]
     head_c = plan.processes[0].container
     assert head_c.network_mode == "host" and head_c.ipc_mode == "host" and head_c.gpus == "all"
     assert head_c.labels == {"launcher.recipe": "nemotron", "launcher.role": "ray-head",
@@ -86,7 +89,7 @@ def test_plan_cli_prints_commands_masked_secrets_and_json(isolated):
     assert "--reasoning-parser nemotron_v3 --tensor-parallel-size 2 --distributed-executor-backend ray" in proc.stdout
     js = run_launch("plan", "nemotron", "--json")
     data = json.loads(js.stdout)
-    assert data["hash"] and data["base_url"] == "http://192.168.100.10:8000/v1"
+    assert data["hash"] and data["base_url"] == "http://spark-1.local:8000/v1"
     assert [p["name"] for p in data["processes"]] == ["ray-head", "ray-worker-1", "server"]
     # --dry-run on the main command prints exactly the plan and starts nothing
     dry = run_launch("nemotron", "--dry-run")
