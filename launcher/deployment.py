@@ -34,6 +34,7 @@ class Deployment:
     limits: Limits | None = None
     version: str | None = None
     api_key_env: str | None = None  # the variable the agent should read the key from
+    reasoning: bool | None = None  # the server says the model reasons (Ollama "thinking"); None: not reported
 
     @property
     def root_url(self) -> str:

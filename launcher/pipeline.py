@@ -35,10 +35,12 @@ def derive_limits(recipe_l, deployment):
     """Measured capacity -> the agent's limit.context / limit.output (printed with its reasoning)."""
     from launcher.capacity import derive_limits as derive
 
+    from launcher.agents.base import is_reasoning
+
     r = recipe_l.spec
     trained = r.shape.trained_context if r.shape else None
     limits = derive(deployment.capacity, sessions=r.agent.sessions, output_budget=r.agent.output,
-                    reasoning=r.is_reasoning, trained_context=trained, requested=r.agent.context,
+                    reasoning=is_reasoning(r, deployment), trained_context=trained, requested=r.agent.context,
                     where=recipe_l.where("agent", "context"))
     deployment.limits = limits
     ui.info(f"limits: {limits.reasoning}")

@@ -101,6 +101,14 @@ def effective_limits(deployment, recipe) -> AgentLimits:
     return AgentLimits(context, output, note)
 
 
+def is_reasoning(recipe, deployment=None) -> bool:
+    """A reasoning model? The recipe's agent.reasoning when set; else the recipe's own sign (a vLLM
+    reasoning parser) or what the server reported at bring-up (Ollama's "thinking" capability)."""
+    if recipe.agent.reasoning is not None:
+        return bool(recipe.agent.reasoning)
+    return bool(recipe.is_reasoning or getattr(deployment, "reasoning", None))
+
+
 def sampling_options(recipe) -> dict:
     return {k: v for k, v in recipe.sampling.model_dump(exclude_none=True).items() if v is not None}
 

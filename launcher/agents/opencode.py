@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from launcher.agents.base import (Agent, ConfigResult, effective_limits, key_var, sampling_options)
+from launcher.agents.base import (Agent, ConfigResult, effective_limits, is_reasoning, key_var,
+                                  sampling_options)
 
 NPM_ADAPTER = "@ai-sdk/openai-compatible"
 SCHEMA = "https://opencode.ai/config.json"
@@ -62,7 +63,7 @@ class OpenCode(Agent):
     def model_block(self, deployment, recipe) -> tuple[dict, list[str]]:
         lim = effective_limits(deployment, recipe)
         block: dict = {"name": deployment.model, "limit": {"context": lim.context, "output": lim.output}}
-        if recipe.is_reasoning:
+        if is_reasoning(recipe, deployment):
             block["reasoning"] = True
         opts = sampling_options(recipe)
         if opts:

@@ -17,6 +17,17 @@ from launcher.engines.ollama import low_context_warning
 from launcher.errors import InputError, RuntimeFailure, ServerFailed
 
 
+def reports_reasoning(row: dict | None) -> bool | None:
+    """Whether LM Studio's models row says the model reasons: v1 `capabilities.reasoning` (a flag or an
+    object of reasoning options), v0 `capabilities` names ("reasoning"); None when it does not say."""
+    caps = (row or {}).get("capabilities")
+    if isinstance(caps, dict) and "reasoning" in caps:
+        return bool(caps["reasoning"])
+    if isinstance(caps, list):
+        return "reasoning" in caps
+    return None
+
+
 def _api(c) -> tuple[str | None, dict | None]:
     """("v1" | "v0" | "openai" | None, models document) — which REST API answers."""
     for version, path in (("v1", "/api/v1/models"), ("v0", "/api/v0/models")):
@@ -172,4 +183,5 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
         rep.warn(low)
     rep.step("ready", f"{instance}: context {ctx}")
     return Deployment(recipe=plan.recipe, engine="lmstudio", base_url=url + "/v1", model=instance,
-                      plan_hash=plan.hash, attached=attached, capacity=cap, version=api)
+                      plan_hash=plan.hash, attached=attached, capacity=cap, version=api,
+                      reasoning=reports_reasoning(row))

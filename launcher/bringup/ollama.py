@@ -236,4 +236,5 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
         rep.warn(low)
     rep.step("ready", f"{name}: context {cap.max_model_len}")
     return Deployment(recipe=plan.recipe, engine="ollama", base_url=url + "/v1", model=name,
-                      plan_hash=plan.hash, attached=attached, capacity=cap, version=version)
+                      plan_hash=plan.hash, attached=attached, capacity=cap, version=version,
+                      reasoning=None if caps is None else "thinking" in caps)

@@ -118,3 +118,13 @@ def test_ollama_serve_starts_where_ollama_host_points(isolated, tmp_path, monkey
         for h in rt.find("t-host"):
             rt.stop(h, timeout=5)
     assert not any(rt.alive(h) for h in rt.find("t-host"))
+
+
+def test_thinking_capability_marks_the_deployment_reasoning(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAUNCHER_FREE_MEMORY", "64G")
+    recipe, plan = plan_recipe(tmp_path, "t-think", {"engine": "ollama", "model": "qwen3:0.6b", "port": sim.port,
+                                                     "ollama": {"context": 32768}})
+    assert ollama.up(plan, recipe, progress=Steps()).reasoning is True  # capabilities list "thinking"
+    recipe, plan = plan_recipe(tmp_path, "t-nothink", {"engine": "ollama", "model": "qwen3-coder:30b",
+                                                       "port": sim.port, "ollama": {"context": 32768}})
+    assert ollama.up(plan, recipe, progress=Steps()).reasoning is False
