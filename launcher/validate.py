@@ -7,6 +7,13 @@ formats in validate_styles.py, the symptom table in diagnose.py.
 
 Concurrency: models, auth, tool call, streamed tool call and context all start at once; only the
 round trip waits (for the tool call's id), so the gate costs about two model round trips.
+
+The context check has two forms (``context_check``): "full" sends a prompt just under limit.context
+(a real prefill of that length; its timeout grows with the prompt), "length" sends a short prompt
+whose max_tokens makes prompt + max_tokens = limit.context: vLLM rejects a request longer than its
+max_model_len with a 400 before any prefill, so this proves the window is admitted without the long
+prefill that has hard-reset unified-memory hosts (vllm.md, DGX Spark). It is streamed and closed at
+the first chunk, so nothing long is generated. "off" skips it.
 """
 from __future__ import annotations
 
@@ -21,12 +28,29 @@ from launcher.validate_checks import (FAIL, PASS, SKIP, WARN, Check, judge_argum
 from launcher.validate_styles import Reply, make_style
 
 __all__ = ["Check", "Report", "validate_endpoint", "validate_endpoint_async", "render_report", "list_models",
-           "DEFAULT_MAX_TOKENS", "CHECK_NAMES"]
+           "DEFAULT_MAX_TOKENS", "CHECK_NAMES", "CONTEXT_CHECKS"]
 
 DEFAULT_MAX_TOKENS = 4096  # large enough for a reasoning model to think and still call the tool
 CONTEXT_MAX_TOKENS = 8  # the context probe only needs the prompt accepted
 FILLER_WORD = " the"  # one token in BPE and SentencePiece vocabularies alike
 CHECK_NAMES = ("models", "tool_call", "arguments", "reasoning", "round_trip", "streaming", "auth", "context")
+CONTEXT_CHECKS = ("full", "length", "off")
+LENGTH_PROBE_PROMPT = "Reply with the single word OK."
+PREFILL_TOKENS_PER_S = 1000  # the full context check's timeout: timeout + prompt tokens / this
+
+
+def context_timeout(timeout: float, prompt_tokens: int) -> float:
+    """Seconds to wait for the full-length context probe: a slow but healthy prefill is not a timeout."""
+    return timeout + prompt_tokens / PREFILL_TOKENS_PER_S
+
+
+def check_context_form(form: str) -> str:
+    from launcher.errors import InputError
+
+    if form not in CONTEXT_CHECKS:
+        raise InputError(f"unknown context check {form!r}", where="--context-check",
+                         fix="use one of: " + ", ".join(CONTEXT_CHECKS))
+    return form
 
 
 @dataclass
@@ -37,6 +61,7 @@ class Report:
     api_style: str = "openai"
     elapsed: float = 0.0
     extra: dict = field(default_factory=dict)
+    context_check: str = "full"  # the form the context check took: full | length | off
 
     @property
     def ok(self) -> bool:
@@ -54,6 +79,8 @@ class Report:
         return [c for c in self.checks if c.status == WARN]
 
     def to_json(self) -> dict:
+        # the shape DESIGN.md fixes; the context check's form is in its evidence ("full prefill: …",
+        # "length only: …") or its diagnosis ("context check off")
         return {"ok": self.ok, "checks": [c.to_json() for c in self.checks]}
 
     def summary(self) -> str:
@@ -97,13 +124,17 @@ async def _get(client, url: str, headers: dict) -> tuple[int | None, object, str
     return resp.status_code, data, resp.text, None, error_message(data) or (None if data is not None else resp.text[:300])
 
 
-async def _post(client, style, body: dict, *, stream: bool = False) -> Reply:
+async def _post(client, style, body: dict, *, stream: bool = False, timeout=None,
+                first_chunk_only: bool = False) -> Reply:
+    """One chat request. ``timeout`` (httpx.Timeout) overrides the client's for this request;
+    ``first_chunk_only`` closes a stream after its first event (the request was admitted)."""
     import httpx
 
     t0 = time.monotonic()
+    kw = {"timeout": timeout} if timeout is not None else {}
     try:
         if not stream:
-            resp = await client.post(style.chat_url(), json=body, headers=style.headers())
+            resp = await client.post(style.chat_url(), json=body, headers=style.headers(), **kw)
             data = _json_or_none(resp.text)
             r = style.parse(resp.status_code, data)
             r.body = resp.text[:2000]
@@ -112,7 +143,7 @@ async def _post(client, style, body: dict, *, stream: bool = False) -> Reply:
             if r.error is None and resp.status_code != 200:
                 r.error = resp.text[:300]
         else:
-            async with client.stream("POST", style.chat_url(), json=body, headers=style.headers()) as resp:
+            async with client.stream("POST", style.chat_url(), json=body, headers=style.headers(), **kw) as resp:
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode("utf-8", "replace")
                     r = style.parse(resp.status_code, _json_or_none(text))
@@ -122,6 +153,16 @@ async def _post(client, style, body: dict, *, stream: bool = False) -> Reply:
                     text = (await resp.aread()).decode("utf-8", "replace")
                     r = Reply(status=200, shape_ok=False, body=text[:2000],
                               error="answered with one JSON body, not a text/event-stream")
+                elif first_chunk_only:
+                    lines = []
+                    async for line in resp.aiter_lines():
+                        lines.append(line)
+                        if line.startswith("data:") or line.startswith("event:"):
+                            break  # admitted and generating: close the stream, generate nothing long
+                    r = Reply(status=200, finish="admitted" if lines else None, body="\n".join(lines)[:2000],
+                              shape_ok=bool(lines))
+                    if not lines:
+                        r.error = "the stream closed before its first event"
                 else:
                     lines = [line async for line in resp.aiter_lines()]
                     r = style.parse_stream(lines)
@@ -145,8 +186,10 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
                                   sampling: dict | None = None, context_limit: int | None = None,
                                   max_tokens: int = DEFAULT_MAX_TOKENS, azure_deployment: str | None = None,
                                   azure_api_version: str | None = None, timeout: float = 120,
-                                  check_auth: bool = True) -> Report:
+                                  check_auth: bool = True, context_check: str = "full") -> Report:
     from launcher.http import async_client
+
+    check_context_form(context_check)
 
     style = make_style(api_style, base_url, model, api_key, azure_deployment=azure_deployment,
                        azure_api_version=azure_api_version)
@@ -170,9 +213,17 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
             return judge_auth(status, transport=kind, key_given=key_given, style=style.name)
 
         async def context_request() -> tuple[Reply, int]:
+            if context_check == "length":
+                # a short prompt asking for the rest of the window: admitted or 400 before any prefill
+                prompt = LENGTH_PROBE_PROMPT
+                approx = len(prompt.split()) + 16  # + the chat template's tokens
+                body = style.body(style.filler(prompt), sampling=sampling, max_tokens=max(1, context_limit - approx),
+                                  stream=True, tools=False)
+                return await _post(client, style, body, stream=True, first_chunk_only=True), approx
             text, approx = _filler_prompt(context_limit)
             body = style.body(style.filler(text), sampling=sampling, max_tokens=CONTEXT_MAX_TOKENS, tools=False)
-            return await _post(client, style, body), approx
+            slow = httpx.Timeout(context_timeout(timeout, approx), connect=min(10.0, timeout))
+            return await _post(client, style, body, timeout=slow), approx
 
         ask = style.ask()
         t_models = asyncio.create_task(models_check())
@@ -180,7 +231,7 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
         t_tool = asyncio.create_task(_post(client, style, style.body(ask, sampling=sampling, max_tokens=max_tokens)))
         t_stream = asyncio.create_task(_post(client, style, style.body(ask, sampling=sampling, max_tokens=max_tokens,
                                                                        stream=True), stream=True))
-        t_ctx = asyncio.create_task(context_request()) if context_limit else None
+        t_ctx = asyncio.create_task(context_request()) if context_limit and context_check != "off" else None
 
         r = await t_tool
         final = None
@@ -204,21 +255,24 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
         judge_round_trip(final, call_id=call_id, max_tokens=max_tokens, **common),
         judge_stream(s, r, **common),
         auth,
-        judge_context(ctx_reply, limit=context_limit, prompt_tokens=approx, **common),
+        judge_context(ctx_reply, limit=context_limit, prompt_tokens=approx, form=context_check, **common),
     ]
     return Report(checks=checks, base_url=base_url, model=model, api_style=style.name,
-                  elapsed=time.monotonic() - t0)
+                  elapsed=time.monotonic() - t0, context_check=context_check)
 
 
 def validate_endpoint(base_url: str, model: str, *, api_key: str | None, api_style: str = "openai",
                       sampling: dict | None = None, context_limit: int | None = None,
                       max_tokens: int = DEFAULT_MAX_TOKENS, azure_deployment: str | None = None,
                       azure_api_version: str | None = None, timeout: float = 120,
-                      check_auth: bool = True) -> Report:
-    """Run every check against one endpoint; returns the Report (raises only for bad arguments)."""
+                      check_auth: bool = True, context_check: str = "full") -> Report:
+    """Run every check against one endpoint; returns the Report (raises only for bad arguments).
+    ``context_check``: "full" (a prompt just under context_limit), "length" (a short prompt with
+    prompt + max_tokens = context_limit; no long prefill, for unified-memory hosts) or "off"."""
+    check_context_form(context_check)
     kw = dict(api_key=api_key, api_style=api_style, sampling=sampling, context_limit=context_limit,
               max_tokens=max_tokens, azure_deployment=azure_deployment, azure_api_version=azure_api_version,
-              timeout=timeout, check_auth=check_auth)
+              timeout=timeout, check_auth=check_auth, context_check=context_check)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -289,15 +289,25 @@ def judge_auth(status: int | None, *, transport: str | None, key_given: bool, st
     return skipped(name, "the probe without a key was answered neither 200 nor 401", ev)
 
 
-def judge_context(r: Reply | None, *, limit: int | None, prompt_tokens: int, model: str, key_given: bool) -> Check:
+def judge_context(r: Reply | None, *, limit: int | None, prompt_tokens: int, model: str, key_given: bool,
+                  form: str = "full") -> Check:
+    """The context probe. ``form`` "full": a prompt of ~prompt_tokens just under ``limit``; "length": a
+    short prompt with max_tokens filling the window to ``limit`` (admitted = the first stream event)."""
     name = "context"
+    if form == "off":
+        return skipped(name, "context check off (--context-check off)")
     if not limit or r is None:
         return skipped(name, "no context limit known (pass --context N)")
+    if form == "length":
+        what = (f"length only: a {prompt_tokens}-token prompt with max_tokens {limit - prompt_tokens} "
+                f"(= limit.context {limit}, no long prefill)")
+    else:
+        what = f"full prefill: ~{prompt_tokens} prompt tokens (limit.context {limit})"
     if r.status == 400 and _CONTEXT.search(r.error or ""):
-        return diagnosed(name, "context-rejected", evidence_of(r, text=False),
-                         detail=f"a prompt of ~{prompt_tokens} tokens under limit.context {limit}")
+        return diagnosed(name, "context-rejected", f"{what}; " + evidence_of(r, text=False),
+                         detail=f"{what} was refused")
     fail = request_failure(name, r, model=model, key_given=key_given)
     if fail:
+        fail.evidence = redact(f"{what}; {fail.evidence}")
         return fail
-    return passed(name, f"~{prompt_tokens} prompt tokens accepted (limit.context {limit}), "
-                        + evidence_of(r, text=False))
+    return passed(name, f"{what} accepted, " + evidence_of(r, text=False))

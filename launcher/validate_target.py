@@ -23,14 +23,16 @@ def recipe_options(recipe) -> dict:
 
 
 def validate_plan(plan, recipe, *, api_key: str | None, context_limit: int | None = None,
-                  max_tokens: int = DEFAULT_MAX_TOKENS, timeout: float = 120) -> Report:
+                  max_tokens: int = DEFAULT_MAX_TOKENS, timeout: float = 120,
+                  context_check: str = "full") -> Report:
     """The gate inside `launch RECIPE`: the plan's endpoint with the recipe's sampling and style.
-    context_limit (the derived limit.context, when measured) wins over the recipe's agent.context."""
+    context_limit (the derived limit.context, when measured) wins over the recipe's agent.context;
+    context_check "length" avoids the full-length prefill (unified-memory hosts)."""
     opts = recipe_options(recipe)
     if context_limit:
         opts["context_limit"] = context_limit
     return validate_endpoint(plan.base_url, plan.served_name, api_key=api_key, max_tokens=max_tokens,
-                             timeout=timeout, **opts)
+                             timeout=timeout, context_check=context_check, **opts)
 
 
 def key_from_env(var: str) -> str:
@@ -43,9 +45,12 @@ def key_from_env(var: str) -> str:
 def validate_target(target: str, *, model: str | None = None, key_env: str | None = None,
                     api_style: str | None = None, deployment: str | None = None, api_version: str | None = None,
                     context_limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS,
-                    timeout: float = 120, check_auth: bool = True) -> Report:
+                    timeout: float = 120, check_auth: bool = True, context_check: str = "full") -> Report:
     """Validate a recipe (by name or path) or a base URL. Bad input raises InputError/SecretError."""
-    kw = dict(max_tokens=max_tokens, timeout=timeout, check_auth=check_auth)
+    from launcher.validate import check_context_form
+
+    check_context_form(context_check)
+    kw = dict(max_tokens=max_tokens, timeout=timeout, check_auth=check_auth, context_check=context_check)
     if is_url(target):
         base_url = target.rstrip("/")
         api_key = key_from_env(key_env) if key_env else None

@@ -25,6 +25,11 @@ def validate(target: str = typer.Argument(..., metavar="RECIPE|BASE_URL",
              api_version: Optional[str] = typer.Option(None, "--api-version", help="Azure: the api-version."),
              context: Optional[int] = typer.Option(None, "--context", help="Check that a prompt just under "
                                                    "this many tokens is accepted."),
+             context_check: str = typer.Option("full", "--context-check", metavar="full|length|off",
+                                               help="full: a prompt just under the limit (a real prefill "
+                                                    "of that length); length: a short prompt whose "
+                                                    "max_tokens fills the limit (the server's length check, "
+                                                    "no long prefill: for unified-memory hosts); off."),
              max_tokens: int = typer.Option(4096, "--max-tokens", help="Output budget of the check requests."),
              timeout: float = typer.Option(120, "--timeout", help="Seconds to wait for each answer."),
              no_auth: bool = typer.Option(False, "--no-auth-check", help="Skip the request without the key.")):
@@ -35,7 +40,7 @@ def validate(target: str = typer.Argument(..., metavar="RECIPE|BASE_URL",
 
     report = validate_target(target, model=model, key_env=key_env, api_style=api_style, deployment=deployment,
                              api_version=api_version, context_limit=context, max_tokens=max_tokens,
-                             timeout=timeout, check_auth=not no_auth)
+                             timeout=timeout, check_auth=not no_auth, context_check=context_check)
     if as_json:
         ui.print_json(report.to_json())
     else:
