@@ -36,6 +36,44 @@ def nodes_from(inv, *, clock: Clock, ssh_probe: bool = True, where=None, metas: 
     return out
 
 
+def api_key_for(node: Node, metas: list[dict]) -> tuple[str | None, str]:
+    """The deployment's API key for node's URLs: (key, where it comes from). From the deployment record
+    launch up wrote (its endpoint is one of the URLs, or its recipe is the node's), else the recipe's
+    `api_key` (watch.recipe, or the recipe found serving there), resolved through launcher.auth.resolve.
+    The key is registered as a secret (masked everywhere); the note names the source, never the value."""
+    from launcher.auth import register_secret, resolve
+    from launcher.spec.keysource import KeySource
+
+    urls = {u.rstrip("/") for u in node.target.urls}
+    recipe = node.recipe or node.served_recipe
+    source, origin = None, ""
+    for m in metas:
+        if m.get("api_key") and (str(m.get("endpoint") or "").rstrip("/") in urls
+                                 or (recipe and m.get("recipe") == recipe)):
+            try:
+                source, origin = KeySource(**m["api_key"]), f"deployment {m.get('recipe')}"
+                break
+            except Exception:  # noqa: BLE001 - a damaged record: look further
+                continue
+    if source is None and recipe:
+        from launcher.spec.load import load_recipe
+
+        try:
+            source, origin = load_recipe(recipe).spec.api_key, f"recipe {recipe}"
+        except Exception as exc:  # noqa: BLE001 - no recipe: no key (said in the journal)
+            return None, f"none (cannot read recipe {recipe}: {getattr(exc, 'what', exc)})"
+        if source is None:
+            return None, f"none (recipe {recipe} sets no api_key)"
+    if source is None:
+        return None, "none known (no deployment record or watch.recipe for these URLs)"
+    try:
+        key = resolve(source, where=origin)
+    except Exception as exc:  # noqa: BLE001 - SecretError: said in the journal; probes go without a key
+        return None, f"{source.describe()} from {origin}: unavailable ({getattr(exc, 'what', exc)})"
+    register_secret(key)
+    return key, f"{source.describe()} from {origin}"
+
+
 def from_inventory(inv, *, policy: D.Policy, clock: Clock | None = None, journal: Journal | None = None,
                    dry_run: bool = False, state_dir=None, icmp: bool = False, where=None,
                    metas: list[dict] | None = None) -> Watchdog:
@@ -48,6 +86,14 @@ def from_inventory(inv, *, policy: D.Policy, clock: Clock | None = None, journal
         raise InputError(f"inventory {inv.name} has no host with `watch:`", where=where() if where else None,
                          fix="add `watch: {url: http://HOST:8000}` (or `watch: {}` for the server launch started "
                              "there) to each host the watchdog should watch")
+    from launcher.watchdog.discover import deployments
+
+    keys: dict[str, str] = {}
+    records = metas if metas is not None else deployments()
+    for n in nodes:
+        key, n.api_key_note = api_key_for(n, records)
+        if key:
+            keys.update({u: key for u in n.target.urls})
     wd = inv.watchdog
     sd = state_dir or (default_state() / "watchdog")
     if wd:
@@ -63,7 +109,7 @@ def from_inventory(inv, *, policy: D.Policy, clock: Clock | None = None, journal
                             path=sd / f"{inv.name}.restarts.json", wall=clock.wall)
     alerter = Alerter(command=wd.alert_command if wd else None, webhook=wd.alert_webhook if wd else None,
                       gave_up_dir=sd)
-    return Watchdog(nodes, policy=policy, clock=clock, journal=journal, prober=Prober(timeout=policy.timeout, icmp=icmp),
+    return Watchdog(nodes, policy=policy, clock=clock, journal=journal, prober=Prober(timeout=policy.timeout, icmp=icmp, keys=keys),
                     reference=inv.reference, budget=budget, restart_budget=restart_budget, alerter=alerter,
                     restarter=Restarter({n.name: inv.hosts[n.name] for n in nodes},
                                         recipes={n.name: n.recipe or n.served_recipe for n in nodes}),

@@ -29,6 +29,8 @@ class Node:
     served_recipe: str | None = None  # the recipe found serving there (deployment records)
     state: D.NodeState = field(default_factory=D.NodeState)
     rerun_pending: bool = False
+    api_key_note: str = ""  # where the probe's API key comes from, or why there is none (never the key)
+    auth_alerted: bool = False  # a refused key was reported; again only after it was accepted once
 
 
 class Watchdog:
@@ -103,6 +105,7 @@ class Watchdog:
             if d.action != D.NONE or d.phase != before or not o.service_ok:
                 self.journal.write("decision", node.name, action=d.action, reason=d.reason, phase=d.phase,
                                    fails=d.fails, dry_run=self.dry_run, **d.detail)
+            self._auth(node, o)
             if node.rerun_pending and o.ssh_ok:
                 node.rerun_pending = False
                 self._rerun(node)
@@ -113,6 +116,19 @@ class Watchdog:
         if wait:
             await self.settle()
         return decisions
+
+    def _auth(self, node: Node, o: Observation) -> None:
+        """A refused API key: reported once (journal + alert), never a reason to act (service_ok ignores it)."""
+        bad = o.auth_failed
+        if bad and not node.auth_alerted:
+            node.auth_alerted = True
+            why = "; ".join(f"{c.target}: {c.detail}" for c in bad) + (
+                f" (key: {node.api_key_note})" if node.api_key_note else "")
+            self.journal.write("auth", node.name, ok=False, detail=why)
+            self._alert(node, "probe-auth", why)
+        elif not bad and node.auth_alerted and o.service_ok:
+            node.auth_alerted = False
+            self.journal.write("auth", node.name, ok=True, detail="the API key is accepted again")
 
     async def settle(self) -> None:
         while self._tasks:
@@ -249,6 +265,7 @@ class Watchdog:
             self.journal.write("watch", n.name, urls=n.target.urls, source=n.source or "given by the caller",
                                ssh=f"{n.target.ssh_host}:{n.target.ssh_port}" if n.target.ssh_host else None,
                                power=n.power.driver.describe() if n.power else None,
+                               api_key=n.api_key_note or None,
                                restart=self.restarter.describe(n.name) if self.restarter and self.restarter.can(n.name) else None)
         try:
             n = 0

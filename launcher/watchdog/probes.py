@@ -182,8 +182,10 @@ class Prober:
     def key_for(self, url: str) -> str | None:
         """The API key for url: the longest matching prefix in `keys`, else `api_key`."""
         best = None
+        u = url.rstrip("/")
         for prefix in self.keys:
-            if url.startswith(prefix.rstrip("/")) and (best is None or len(prefix) > len(best)):
+            p = prefix.rstrip("/")
+            if (u == p or u.startswith(p + "/")) and (best is None or len(prefix) > len(best)):
                 best = prefix
         return self.keys[best] if best is not None else self.api_key
 

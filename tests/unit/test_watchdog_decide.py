@@ -6,6 +6,7 @@ records switches and holds a state, so "exactly one cycle" is the number of offâ
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
@@ -164,8 +165,9 @@ class MetricsServer:
     """A tiny HTTP/1.1 server on 127.0.0.1 standing for vLLM: /health 200, /metrics from a script (one entry
     per /metrics request, the last repeats), /v1/models and a tiny generation that answer (or 401)."""
 
-    def __init__(self, script, *, key=None):
+    def __init__(self, script, *, key=None, hang_generation=False):
         self.script, self.key, self.n, self.paths = list(script), key, 0, []
+        self.hang_generation = hang_generation
 
     @staticmethod
     def metrics(running=0.0, waiting=0.0, gen=0.0, prompt=0.0, kv=0.0, old_kv_name=False):
@@ -196,6 +198,9 @@ class MetricsServer:
                     status, body = 401, b'{"error": "Unauthorized"}'
                 elif path == "/v1/models":
                     body = b'{"object": "list", "data": [{"id": "m"}]}'
+                elif path == "/v1/chat/completions" and self.hang_generation:  # a deadlocked engine
+                    await asyncio.sleep(30)
+                    return
                 writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (status, len(body)) + body)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
@@ -212,21 +217,22 @@ class MetricsServer:
         self.srv.close()
 
 
-def run_real(script, rounds, *, policy=POLICY, restarter=None, key=None, api_key=None, budget_left=3):
+def run_real(script, rounds, *, policy=POLICY, restarter=None, key=None, api_key=None, alerter=None,
+             hang_generation=False, timeout=5.0, generate_every=60.0):
     """The watchdog with the real Prober against a MetricsServer, a FakeClock, a fake plug."""
     from launcher.watchdog.probes import Prober
 
     async def go():
-        async with MetricsServer(script, key=key) as srv:
+        async with MetricsServer(script, key=key, hang_generation=hang_generation) as srv:
             clock = FakeClock()
             plug = FakePlug()
             node = Node("n1", Target("n1", [srv.url]), power=Power(plug, clock=clock, poll=1.0, confirm_timeout=20),
                         reference="gw:53")
-            prober = Prober(timeout=5.0, api_key=api_key, stall=policy.stall)
+            prober = Prober(timeout=timeout, api_key=api_key, stall=policy.stall, generate_every=generate_every)
             prober.reachable = Script({}).reachable  # the reference answers
             r = restarter or FakeRestarter(ok=True)
             wd = Watchdog([node], policy=policy, clock=clock, journal=Journal(None, console=None), prober=prober,
-                          restarter=r, rng=random.Random(1))
+                          restarter=r, rng=random.Random(1), alerter=alerter or Alerter())
             wd.nodes["n1"].state = D.NodeState("healthy")
             for _ in range(rounds):
                 await wd.tick(wait=True)
@@ -451,3 +457,27 @@ def test_node_back_on_ssh_but_service_down_is_judged_normally():
     run(wd, clock, 130)
     assert cycles(plugs["n1"]) == 1 and r.calls == ["n1"]
     assert not [e for e in wd.journal.events if e["event"] == "alert"]
+
+
+def test_refused_api_key_is_reported_and_never_acted_on(tmp_path):
+    """A key is configured but the server refuses it (401): reported once (journal + alert), no restart, no cycle."""
+    M = MetricsServer.metrics
+    alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT\" >> {tmp_path / 'alerts'}")
+    wd, plug, r, srv = run_real([M(0, 0, 5, 5, 0.0)], 30, key="right-key-123", api_key="wrong-key-456",
+                                alerter=alerter, generate_every=0)
+    assert r.calls == [] and plug.switches == [] and wd.cycles == []
+    probes = [e for e in wd.journal.events if e["event"] == "probe"]
+    assert all(e["service_ok"] for e in probes)
+    auth = [c for e in probes for c in e["checks"] if c.get("kind") == "auth"]
+    assert auth and not auth[0]["ok"] and "401" in auth[0]["detail"]
+    assert (tmp_path / "alerts").read_text().split() == ["probe-auth"]  # once, not every round
+    assert "wrong-key-456" not in json.dumps(wd.journal.events)
+
+
+def test_idle_deadlock_behind_an_api_key_is_detected():
+    """The right key: the tiny generation is really sent (with the key) and hangs: failures, restart."""
+    M = MetricsServer.metrics
+    wd, plug, r, srv = run_real([M(0, 0, 5, 5, 0.0)], 4, key="right-key-123", api_key="right-key-123",
+                                hang_generation=True, timeout=0.3, generate_every=0)
+    assert "/v1/chat/completions" in srv.paths
+    assert r.calls == ["n1"]

@@ -178,3 +178,20 @@ def test_recipe_is_rerun_once_ssh_answers_again_and_not_before(cycle_ok):
         assert reruns == []  # a cycle that failed re-runs nothing (an alert went out instead)
         alerts = [e for e in wd.journal.events if e["event"] == "alert"]
         assert [a["alert"] for a in alerts] == ["cycle-failed"] and "still on" in alerts[0]["reason"]
+
+
+def test_the_deployments_api_key_reaches_the_prober_and_is_never_logged(isolated, monkeypatch):
+    monkeypatch.setenv("WD_TEST_KEY", "sk-wd-secret-7788")
+    f = _deployment(isolated / "state", "nemo", "http://10.0.0.5:8000", {"spark-1": {"address": "10.0.0.5"}})
+    meta = json.loads(f.read_text())
+    f.write_text(json.dumps({**meta, "api_key": {"env": "WD_TEST_KEY"}}))
+    _path, loaded = _inventory(isolated, INV)
+    wd = from_inventory(loaded.spec, policy=POLICY, where=loaded.where, state_dir=isolated / "wd",
+                        journal=Journal(None, console=None), clock=FakeClock())
+    assert wd.prober.key_for("http://10.0.0.5:8000") == "sk-wd-secret-7788"
+    assert wd.prober.key_for("http://10.0.0.6:8000") is None  # spark-2: no key known
+    wd.prober = Script({"spark-1": [True], "spark-2": [True]})
+    asyncio.run(wd.run(once=True))
+    watch = {e["node"]: e for e in wd.journal.events if e["event"] == "watch"}
+    assert "env:WD_TEST_KEY" in watch["spark-1"]["api_key"]
+    assert "sk-wd-secret-7788" not in json.dumps(wd.journal.events)
