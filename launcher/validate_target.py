@@ -22,6 +22,32 @@ def recipe_options(recipe) -> dict:
     return opts
 
 
+def measured_context(recipe_l, plan) -> int | None:
+    """limit.context of a recipe with ``context: auto``, measured the way `launch RECIPE` does: the
+    recipe's running deployment (attach only, nothing started) -> capacity -> derived limits. None
+    when nothing of this recipe runs or the measurement fails (warned: the context check is skipped)."""
+    from launcher import pipeline, ui
+    from launcher.errors import LauncherError
+
+    try:
+        if plan.attach_only:
+            from launcher import deploy
+
+            dep = deploy.up(plan, recipe_l.spec)
+            pipeline.derive_limits(recipe_l, dep)
+        else:
+            dep = pipeline.running_deployment(recipe_l, plan)
+    except LauncherError as exc:
+        where = f" at {exc.where}" if exc.where else ""
+        ui.warn(f"context: auto was not measured ({exc.what}{where}); the context check is skipped")
+        return None
+    if dep is None or dep.limits is None:
+        ui.warn(f"context: auto and no running deployment of {plan.recipe} to measure: the context check is "
+                f"skipped (`launch up {plan.recipe}` first, or pass --context N)")
+        return None
+    return dep.limits.context
+
+
 def validate_plan(plan, recipe, *, api_key: str | None, context_limit: int | None = None,
                   max_tokens: int = DEFAULT_MAX_TOKENS, timeout: float = 120,
                   context_check: str = "full") -> Report:
@@ -75,6 +101,10 @@ def validate_target(target: str, *, model: str | None = None, key_env: str | Non
     else:
         api_key = None
     opts = recipe_options(recipe_l)
+    if not context_limit and "context_limit" not in opts and context_check != "off":
+        measured = measured_context(recipe_l, plan)
+        if measured:
+            opts["context_limit"] = measured
     for name, value in (("api_style", api_style), ("azure_deployment", deployment),
                         ("azure_api_version", api_version), ("context_limit", context_limit)):
         if value:
