@@ -133,10 +133,13 @@ def log_stream():
     old = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    install()
+    f = install()
     try:
         yield buf
     finally:
+        for h in [*root.handlers, logging.lastResort]:
+            if h is not None:
+                h.removeFilter(f)
         root.removeHandler(handler)
         root.setLevel(old)
 
