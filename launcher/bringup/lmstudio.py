@@ -17,6 +17,47 @@ from launcher.engines.ollama import low_context_warning
 from launcher.errors import InputError, RuntimeFailure, ServerFailed
 
 
+AUTO_FALLBACK = 32768  # `auto` without the model's shape: a context any machine running the model holds
+
+
+def auto_context(shape, row: dict | None, trained: int | None, *, evictable: bool, where: str,
+                 free: tuple[int, str] | None = None) -> tuple[int, str, list[str]]:
+    """`lmstudio.context: auto`: the largest context whose KV cache (f16, llama.cpp's default in LM Studio)
+    fits free memory after the weights, capped by the trained length, like Ollama's auto. The shape comes
+    from the recipe's `shape:` block (LM Studio's models list has none); without it, AUTO_FALLBACK and a
+    warning. Returns (context, how it was chosen, warnings)."""
+    from launcher.bringup.ollama_context import overhead_bytes
+    from launcher.fit import kv_figures
+    from launcher.laptop_mem import GIB, free_bytes, gib
+
+    weights = float((row or {}).get("size_bytes") or 0) or (
+        float(shape.weights_gib) * GIB if shape is not None and shape.weights_gib else 0.0)
+    if shape is None or not weights:
+        ctx = min(trained or AUTO_FALLBACK, AUTO_FALLBACK)
+        missing = "`shape:` block" if shape is None else "weights size (shape.weights_gib)"
+        return ctx, "fallback (model shape unknown)", [
+            f"the recipe has no {missing}: cannot size the context from free memory, asking LM Studio for "
+            f"{ctx}; set lmstudio.context to a number, or add the model's shape to the recipe"]
+    mem, how = free if free is not None else free_bytes()
+    if evictable and how != "LAUNCHER_FREE_MEMORY":  # the loaded copy is unloaded before the new load
+        mem += weights
+        how += f" + {gib(weights)} of the loaded copy launch unloads first"
+    over = overhead_bytes(weights)
+    room = mem - weights - over
+    figs = kv_figures(shape, None)
+    ctx = figs.largest_context(room, 1, cap=trained, granularity=1024) if room > 0 else 0
+    if ctx >= 16384 and ctx != trained:
+        ctx -= ctx % 8192
+    if ctx < 2048:
+        raise InputError(f"the model needs {gib(weights + over)} for weights and buffers, leaving no room for a "
+                         f"context in {gib(mem)} free memory ({how})", where=where,
+                         fix="close other programs, pick a smaller model or quantization, or set "
+                             "lmstudio.context to a small number")
+    capped = trained is not None and ctx == trained
+    return ctx, (f"auto: {'the trained length' if capped else 'the largest that fits'} ({gib(mem)} free, "
+                 f"weights {gib(weights)}, {figs.full_bytes_per_token / 1024:.0f} KiB/token f16)"), []
+
+
 def reports_reasoning(row: dict | None) -> bool | None:
     """Whether LM Studio's models row says the model reasons: v1 `capabilities.reasoning` (a flag or an
     object of reasoning options), v0 `capabilities` names ("reasoning"); None when it does not say."""
@@ -145,7 +186,15 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
         if eng.trained_for_tools(row) is False:
             rep.warn(f"LM Studio says {key} was not trained for tool use: tool calls may be unreliable")
         trained = eng.max_context(row)
-        want = (trained or 32768) if o.context == "auto" else int(o.context)
+        if o.context == "auto":
+            loaded_now = eng.loaded(doc, key) is not None
+            want, why, warnings = auto_context(recipe.shape, row, trained, evictable=loaded_now,
+                                               where=f"{plan.recipe_path}: lmstudio.context")
+            for w in warnings:
+                rep.warn(w)
+            rep.note(f"context {want}: {why}")
+        else:
+            want = int(o.context)
         if trained and want > trained:
             rep.warn(f"lmstudio.context {want} is above {key}'s trained length {trained}; asking for {trained}")
             want = trained

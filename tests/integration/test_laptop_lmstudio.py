@@ -65,12 +65,59 @@ def test_v0_server_reads_loaded_context_length(isolated, tmp_path):
     assert d.capacity.max_model_len == 65536 and "v0" in d.capacity.source
 
 
-def test_auto_asks_for_the_trained_length(isolated, tmp_path):
-    with LmStudioSim(max_loadable_context=131072) as s:
-        recipe, plan = _recipe(tmp_path, s.port, context="auto")
+SHAPE = {"layers": 48, "kv_heads": 4, "head_dim": 128, "trained_context": 262144}  # Qwen3-Coder-30B: 96 KiB/token
+
+
+def _auto(tmp_path, port, shape=SHAPE):
+    body = {"engine": "lmstudio", "model": "qwen/qwen3-coder-30b", "port": port, "lmstudio": {"context": "auto"}}
+    if shape:
+        body["shape"] = shape
+    return plan_recipe(tmp_path, "t-lms", body)
+
+
+def _asked(sim) -> list[int]:
+    return [b["context_length"] for _, p, b in sim.requests if p == "/api/v1/models/load"]
+
+
+def test_auto_is_sized_to_free_memory(isolated, tmp_path, monkeypatch):
+    """auto asked for the full trained length (262,144) whatever the memory. Now: 32 GiB free, weights
+    18,630,000,000 B (the models list's size_bytes), buffers 5 % + 512 MiB -> room 14,261,367,456 B
+    / 98,304 B/token = 145,075 tokens -> 144,384 in 1k steps -> 139,264 in 8k steps."""
+    monkeypatch.setenv("LAUNCHER_FREE_MEMORY", "32G")
+    with LmStudioSim() as s:
+        recipe, plan = _auto(tmp_path, s.port)
         d = lmstudio.up(plan, recipe, progress=Steps())
-        loads = [b for _, p, b in s.requests if p == "/api/v1/models/load"]
-    assert loads[0]["context_length"] == 262144 and d.capacity.max_model_len == 131072
+        assert _asked(s) == [139264]
+    assert d.capacity.max_model_len == 139264
+
+
+def test_auto_with_room_asks_for_the_trained_length_and_reads_back(isolated, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAUNCHER_FREE_MEMORY", "256G")
+    with LmStudioSim(max_loadable_context=131072) as s:
+        recipe, plan = _auto(tmp_path, s.port)
+        d = lmstudio.up(plan, recipe, progress=Steps())
+        assert _asked(s) == [262144]
+    assert d.capacity.max_model_len == 131072  # silently reduced: the read-back wins
+
+
+def test_auto_without_a_shape_asks_for_a_safe_figure_and_says_why(isolated, tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr("launcher.ui.warn", warned.append)
+    with LmStudioSim() as s:
+        recipe, plan = _auto(tmp_path, s.port, shape=None)
+        lmstudio.up(plan, recipe, progress=Steps())
+        assert _asked(s) == [32768]
+    assert any("no `shape:` block" in w and "lmstudio.context" in w for w in warned)
+
+
+def test_auto_with_no_room_for_the_weights(isolated, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAUNCHER_FREE_MEMORY", "16G")
+    with LmStudioSim() as s:
+        recipe, plan = _auto(tmp_path, s.port)
+        with pytest.raises(InputError) as e:
+            lmstudio.up(plan, recipe, progress=Steps())
+        assert _asked(s) == []
+    assert "leaving no room for a context in 16.0 GiB" in e.value.what and "lmstudio.context" in e.value.where
 
 
 def test_model_not_downloaded(isolated, tmp_path):
