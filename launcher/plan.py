@@ -68,6 +68,7 @@ class Plan(BaseModel):
     # from, resolved at start time for every process that lists NAME in its secret_env. Sources, never values;
     # not hashed here (each process's secret_env carries the source descriptions into the hash).
     secret_env: dict[str, KeySource] = Field(default_factory=dict)
+    secret_env_where: dict[str, str] = Field(default_factory=dict)  # NAME -> file:line in the recipe
     processes: list[Process] = Field(default_factory=list)
     hosts: dict[str, dict] = Field(default_factory=dict)  # host name -> inventory facts preflight needs
     startup_timeout: float = 1800
@@ -210,6 +211,7 @@ def build(recipe_l, inv_l=None, *, port: int | None = None) -> Plan:
         api_key=r.api_key, api_key_env=key_env,
         api_key_where=recipe_l.where("api_key") if r.api_key else None, processes=out,
         secret_env=dict(r.secret_env),
+        secret_env_where={name: recipe_l.where("env", name) for name in r.secret_env},
         hosts={n.name: inv.hosts[n.name].model_dump(mode="json") for n in nodes},
         startup_timeout=r.startup_timeout, attach_only=attach_only)
     plan.hash = compute_hash(plan)

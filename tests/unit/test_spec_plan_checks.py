@@ -222,6 +222,7 @@ def test_secret_env_reference_is_planned_by_name_and_source_never_value(isolated
         """, inv=inv)
     plan = build_for(str(r))[1]
     assert plan.secret_env["HF_TOKEN"].env == "HF_TOKEN"
+    assert plan.secret_env_where == {"HF_TOKEN": f"{r}:9"}  # for the error when it cannot be read
     for p in plan.processes:  # every node downloads weights
         assert p.secret_env["HF_TOKEN"] == "env:HF_TOKEN"
         assert "HF_TOKEN" not in p.env and p.env["VLLM_LOGGING_LEVEL"] == "INFO"
