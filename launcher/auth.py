@@ -55,40 +55,41 @@ def redact(text: str) -> str:
     return text
 
 
-def resolve(source, *, where: str | None = None, env: dict[str, str] | None = None) -> str:
-    """Read the secret a KeySource names. Raises SecretError naming the source and the fix."""
+def resolve(source, *, where: str | None = None, env: dict[str, str] | None = None, what: str = "API key") -> str:
+    """Read the secret a KeySource names. Raises SecretError naming the source (`what` it is: the API key,
+    a power credential) and the fix."""
     environ = os.environ if env is None else env
     if source.env:
         value = environ.get(source.env, "")
         if not value:
-            raise SecretError(f"the API key variable {source.env} is not set (or empty)", where=where,
-                              fix=f"export {source.env}=… in this shell (or point api_key at a file: / command:)")
+            raise SecretError(f"the {what} variable {source.env} is not set (or empty)", where=where,
+                              fix=f"export {source.env}=… in this shell (or point it at a file: / command: source)")
     elif source.file:
         path = Path(os.path.expanduser(source.file))
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise SecretError(f"cannot read the API key file {path}: {exc.strerror}", where=where,
-                              fix=f"create {path} holding only the key (chmod 600), or fix api_key.file") from None
+            raise SecretError(f"cannot read the {what} file {path}: {exc.strerror}", where=where,
+                              fix=f"create {path} holding only the secret (chmod 600), or fix the file: path") from None
         if not value:
-            raise SecretError(f"the API key file {path} is empty", where=where, fix=f"write the key into {path}")
+            raise SecretError(f"the {what} file {path} is empty", where=where, fix=f"write the secret into {path}")
     else:
         try:
             proc = subprocess.run(shlex.split(source.command), capture_output=True, text=True,
                                   timeout=source.timeout, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
-            raise SecretError(f"the API key command's program was not found: {shlex.split(source.command)[0]}",
+            raise SecretError(f"the {what} command's program was not found: {shlex.split(source.command)[0]}",
                               where=where, fix="install it or fix api_key.command") from None
         except subprocess.TimeoutExpired:
-            raise SecretError(f"the API key command did not finish within {source.timeout:g} s", where=where,
+            raise SecretError(f"the {what} command did not finish within {source.timeout:g} s", where=where,
                               fix="check the command by hand (does it wait for input?), or raise api_key.timeout") from None
         if proc.returncode != 0:
             err = redact(proc.stderr.strip().splitlines()[-1]) if proc.stderr.strip() else "no message"
-            raise SecretError(f"the API key command failed (exit {proc.returncode}): {err}", where=where,
+            raise SecretError(f"the {what} command failed (exit {proc.returncode}): {err}", where=where,
                               fix="run the command by hand to see why, or fix api_key.command")
         value = proc.stdout.strip()
         if not value:
-            raise SecretError("the API key command printed nothing", where=where,
+            raise SecretError(f"the {what} command printed nothing", where=where,
                               fix="the command must print the key on stdout")
     register_secret(value)
     return value

@@ -39,7 +39,7 @@ def from_spec(spec, *, where: str | None = None, env: dict[str, str] | None = No
     if spec.credentials is not None:
         from launcher.auth import resolve
 
-        secret = resolve(spec.credentials, where=where, env=env)
+        secret = resolve(spec.credentials, where=where, env=env, what=f"{spec.driver} power credential")
     cls = get(spec.driver)
     d = spec.driver
     if d == "shelly":
