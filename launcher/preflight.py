@@ -135,22 +135,49 @@ def _gpu_util(plan) -> float:
     return 0.9  # vLLM's default
 
 
-def check_host(plan, rt, name: str) -> list[Problem]:
+def _over_ssh(plan, name: str) -> bool:
+    """Is this host reached over ssh (the ssh runtime, or a Docker daemon at an ssh:// URL)?"""
+    procs = [p for p in plan.processes if p.host == name]
+    return plan.runtime == "ssh" or (plan.runtime == "docker" and
+                                     any((p.docker_url or "").startswith("ssh://") for p in procs))
+
+
+def _ssh_error(plan, rt, name: str, host: dict) -> str | None:
+    if plan.runtime == "ssh" and getattr(rt, "check", None) is not None:
+        return rt.check(host, timeout=HOST_TIMEOUT)
+    if plan.runtime == "docker":  # an ssh:// daemon is only as reachable as the ssh login: say which failed
+        from launcher import runtimes
+
+        return runtimes.get("ssh").check(host, timeout=HOST_TIMEOUT)
+    res = rt.run(host, ["true"], timeout=HOST_TIMEOUT)
+    return None if res.code == 0 else ((res.stderr or res.stdout).strip() or f"exit {res.code}")
+
+
+def reachability(plan, rt) -> dict[str, str | None]:
+    """Every host the plan reaches over ssh, checked concurrently: name -> None (answers) or the error.
+    `launch up` asks once, before looking for a deployment to attach to, and hands the answers to
+    preflight, so an unreachable host costs one ssh timeout, not one per look."""
+    names = [n for n in dict.fromkeys(p.host for p in plan.processes) if _over_ssh(plan, n)]
+    if not names:
+        return {}
+
+    def one(n: str) -> str | None:
+        try:
+            return _ssh_error(plan, rt, n, _host_dict(plan, n))
+        except Exception as exc:  # noqa: BLE001 - an error is an answer here
+            return f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="reach") as ex:
+        return dict(zip(names, ex.map(one, names)))
+
+
+def check_host(plan, rt, name: str, reach: dict[str, str | None] | None = None) -> list[Problem]:
     host = _host_dict(plan, name)
     local = plan.runtime == "local" or host.get("address") in ("127.0.0.1", "localhost", "::1", "local")
     problems: list[Problem] = []
     procs = [p for p in plan.processes if p.host == name]
-    ssh_docker = plan.runtime == "docker" and any((p.docker_url or "").startswith("ssh://") for p in procs)
-    if plan.runtime == "ssh" or ssh_docker:
-        if plan.runtime == "ssh" and getattr(rt, "check", None) is not None:
-            err = rt.check(host, timeout=HOST_TIMEOUT)
-        elif ssh_docker:  # an ssh:// daemon is only as reachable as the ssh login: say which failed
-            from launcher import runtimes
-
-            err = runtimes.get("ssh").check(host, timeout=HOST_TIMEOUT)
-        else:
-            res = rt.run(host, ["true"], timeout=HOST_TIMEOUT)
-            err = None if res.code == 0 else ((res.stderr or res.stdout).strip() or f"exit {res.code}")
+    if _over_ssh(plan, name):
+        err = reach[name] if reach is not None and name in reach else _ssh_error(plan, rt, name, host)
         if err:
             return [Problem(name, f"not reachable over ssh ({err.splitlines()[0]})",
                             f"check `{ssh_command(host)}` works without a password prompt "
@@ -240,9 +267,11 @@ def merge(problems: list[Problem]) -> list[Problem]:
     return [Problem(", ".join(hosts), what, fix, kind) for (what, fix, kind), hosts in groups.items()]
 
 
-def preflight(plan, rt, *, hosts: list[str] | None = None, extra: list[Problem] | None = None) -> list[str]:
+def preflight(plan, rt, *, hosts: list[str] | None = None, extra: list[Problem] | None = None,
+              reach: dict[str, str | None] | None = None) -> list[str]:
     """Check every host concurrently. Returns warnings; raises PreflightFailed listing every problem
-    (extra: problems found before, such as an unreadable API key source, listed with the rest)."""
+    (extra: problems found before, such as an unreadable API key source, listed with the rest;
+    reach: reachability() answers already had, so no host is tried twice)."""
     names = hosts or list(dict.fromkeys(p.host for p in plan.processes))
     know = getattr(rt, "know_hosts", None)
     if know is not None:
@@ -250,7 +279,7 @@ def preflight(plan, rt, *, hosts: list[str] | None = None, extra: list[Problem] 
     results: list[list[Problem]] = []
     if names:
         with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="preflight") as ex:
-            results = list(ex.map(lambda n: _safe_check(plan, rt, n), names))
+            results = list(ex.map(lambda n: _safe_check(plan, rt, n, reach), names))
     problems = merge(list(extra or []) + [p for group in results for p in group])
     errors = [p for p in problems if p.kind != "warning"]
     if errors:
@@ -258,9 +287,9 @@ def preflight(plan, rt, *, hosts: list[str] | None = None, extra: list[Problem] 
     return [p.render() for p in problems if p.kind == "warning"]
 
 
-def _safe_check(plan, rt, name: str) -> list[Problem]:
+def _safe_check(plan, rt, name: str, reach: dict[str, str | None] | None = None) -> list[Problem]:
     try:
-        return check_host(plan, rt, name)
+        return check_host(plan, rt, name, reach)
     except LauncherError as exc:
         return [Problem(name, exc.what, exc.fix or "see the message", "unreachable")]
     except Exception as exc:  # noqa: BLE001 - one host's surprise must not hide the others' problems

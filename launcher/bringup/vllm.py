@@ -206,6 +206,25 @@ def _stop_port_holders(plan, progress: Progress) -> None:
                 progress.note(f"stopped {', '.join(stopped)}")
 
 
+def _reach_first(plan, rt) -> dict[str, str | None] | None:
+    """When looking for a running deployment goes over ssh (ssh:// Docker daemons; ssh processes on
+    record), ask every such host once, concurrently, first: an unreachable host then costs one ssh
+    timeout, and preflight reuses the answers. None when the look-up stays on this machine."""
+    from launcher import state
+    from launcher.preflight import reachability
+
+    ssh_docker = plan.runtime == "docker" and any((p.docker_url or "").startswith("ssh://") for p in plan.processes)
+    recorded = False
+    if plan.runtime == "ssh":
+        try:
+            recorded = bool(state.load(plan.recipe, runtime="ssh"))
+        except Exception:  # noqa: BLE001
+            recorded = True
+    if not (ssh_docker or recorded):
+        return None
+    return reachability(plan, rt)
+
+
 def _first_lines(rt, handle: Handle, limit: int = 4000) -> list[str]:
     out: list[str] = []
     try:
@@ -309,14 +328,20 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
         except LauncherError as exc:
             _refuse_without_key(plan, rt, exc, skip_preflight)
             raise
-        att = _attach_or_clear(plan, rt, key, replace, progress, timeout)
+        reach = _reach_first(plan, rt)
+        unreachable = sorted(n for n, err in (reach or {}).items() if err)
+        if unreachable:  # nothing there to attach to; preflight lists it (and every other problem)
+            progress.note(f"{', '.join(unreachable)} did not answer over ssh; not looking for a running {plan.recipe}")
+            att = None
+        else:
+            att = _attach_or_clear(plan, rt, key, replace, progress, timeout)
         if att is not None:
             return att
         if replace:
             _stop_port_holders(plan, progress)
         t0 = clock()
         if not skip_preflight:
-            for w in preflight(plan, rt):
+            for w in preflight(plan, rt, reach=reach):
                 progress.note(f"warning: {w}")
         from launcher.deploy import forget_deployment, remember
 
