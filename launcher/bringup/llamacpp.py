@@ -40,14 +40,16 @@ def _probe(url: str, headers: dict) -> tuple[str, str, dict | None]:
 
 def _measure(url: str, headers: dict, plan):
     from launcher import http
-    from launcher.capacity_read import capacity_from_llama
+    from launcher.capacity_read import capacity_from_llama, llama_ctx_total
 
     with http.client(base_url=url, retries=1, connect=2.0, read=10.0, headers=headers) as c:
         _, props = get_json(c, "/props")
         st, slots = get_json(c, "/slots")  # 501 when started with --no-slots
         _, models = get_json(c, "/v1/models")
     props = props if isinstance(props, dict) else {}
-    cap = capacity_from_llama(props, slots if st == 200 and isinstance(slots, list) else None)
+    head = plan.head()
+    cap = capacity_from_llama(props, slots if st == 200 and isinstance(slots, list) else None,
+                              ctx_total=llama_ctx_total(head.argv if head else None))
     rows = (models or {}).get("data") or [] if isinstance(models, dict) else []
     model = rows[0].get("id") if rows and isinstance(rows[0], dict) else plan.served_name
     return cap, model or plan.served_name, props
