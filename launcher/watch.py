@@ -90,8 +90,8 @@ class ReadyProbe:
         else:
             what = (f"{url} answered {status}: the server wants an API key and launch sent none "
                     "(the recipe has no api_key)")
-            fix = ("add `api_key: {env: VAR}` to the recipe naming the variable that holds the server's key, "
-                   "or restart the server without a key (it may have read VLLM_API_KEY or --api-key)")
+            fix = ("add `api_key: {env: VAR}` to the recipe, VAR holding the key the server expects, or run the "
+                   "server without one (vLLM takes it from --api-key or from VLLM_API_KEY in its environment)")
         return AuthRejected(what, where=self.recipe, fix=fix)
 
     def close(self) -> None:

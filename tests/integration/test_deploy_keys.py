@@ -48,3 +48,31 @@ def test_attaching_with_a_key_the_server_refuses_fails_at_once_with_exit_4(simen
     finally:
         run_launch("down", "keyed", env=env)
         assert wait_gone(f"--port {port}") == []
+
+
+def test_a_server_that_wants_a_key_launch_lacks_fails_at_once_and_is_cleaned_up(simenv):
+    """The server protects itself (here a `vllm` wrapper exports VLLM_API_KEY, as a site script might);
+    the recipe has no api_key: exit 4 at the first 401, naming the URL and that no key was sent."""
+    import os
+    import stat
+
+    d = simenv["dir"] / "wrapbin"
+    d.mkdir()
+    exe = d / "vllm"
+    exe.write_text(f"#!/bin/sh\nexport VLLM_API_KEY=site-wrapper-key\nexec {simenv['bin']}/vllm \"$@\"\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    env = {**simenv["env"], "PATH": f"{d}{os.pathsep}{simenv['env']['PATH']}"}
+    recipe = write_recipe(simenv["dir"], "wantskey")
+    data = yaml.safe_load(recipe.read_text())
+    del data["api_key"]
+    recipe.write_text(yaml.safe_dump(data))
+    port = str(data["port"])
+    t0 = time.monotonic()
+    cp = run_launch("up", str(recipe), "--timeout", "600", env=env, timeout=120)
+    assert cp.returncode == 4, cp.stderr
+    assert time.monotonic() - t0 < 60
+    assert f"http://127.0.0.1:{port}/v1/models answered 401" in cp.stderr and "sent none" in cp.stderr
+    assert "stopped what this launch started: server@local" in cp.stderr
+    assert wait_gone(f"--port {port}") == []
+    st = run_launch("down", "wantskey", env=env)
+    assert "nothing launch started" in st.stdout
