@@ -234,3 +234,45 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
     return Deployment(recipe=plan.recipe, engine="lmstudio", base_url=url + "/v1", model=instance,
                       plan_hash=plan.hash, attached=attached, capacity=cap, version=api,
                       reasoning=reports_reasoning(row))
+
+
+def read_running(plan, recipe) -> tuple[Deployment | None, str, str]:
+    """Read only (nothing started or loaded): the context LM Studio really loaded the recipe's model with.
+    Returns (deployment or None, what was found or why not, the server URL)."""
+    from launcher import auth, http
+    from launcher.bringup.laptop_common import recipe_spec
+    from launcher.capacity_read import capacity_from_lmstudio
+    from launcher.errors import LauncherError
+
+    recipe = recipe_spec(plan, recipe)
+    url, key = plan.endpoint, recipe.model
+    headers = {}
+    if recipe.api_key:
+        try:
+            headers = http.bearer(auth.resolve(recipe.api_key, where=plan.recipe_path))
+        except LauncherError:
+            headers = {}
+    with http.client(base_url=url, retries=0, connect=2.0, read=15.0, headers=headers) as c:
+        api, doc = _api(c)
+    if api is None:
+        return None, f"no LM Studio server answers at {url}", url
+    if api == "openai":
+        return None, f"the server at {url} does not answer LM Studio's REST API (/api/v1 or /api/v0)", url
+    got = eng.loaded(doc, key)
+    from_ps = False
+    if got is None and api != "v1":
+        got, from_ps = eng.loaded_from_ps(_ps(plan), key), True
+    if got is None:
+        return None, f"LM Studio at {url} has not loaded '{key}'", url
+    instance, ctx = got
+    if from_ps:
+        cap = Capacity(kv_tokens=ctx, max_concurrency=1.0, max_model_len=ctx, slots=1,
+                       source="lmstudio `lms ps --json` contextLength")
+    else:
+        cap = capacity_from_lmstudio(doc, instance)
+        if cap.max_model_len is None:
+            cap = capacity_from_lmstudio(doc, key)
+    dep = Deployment(recipe=plan.recipe, engine="lmstudio", base_url=url + "/v1", model=instance,
+                     plan_hash=plan.hash, attached=True, capacity=cap, version=api,
+                     reasoning=reports_reasoning(eng.find_model(doc, key)))
+    return dep, f"LM Studio at {url} serves '{instance}' loaded with context {ctx}", url

@@ -238,3 +238,83 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
     return Deployment(recipe=plan.recipe, engine="ollama", base_url=url + "/v1", model=name,
                       plan_hash=plan.hash, attached=attached, capacity=cap, version=version,
                       reasoning=None if caps is None else "thinking" in caps)
+
+
+# ---------------------------------------------------------------- read-only: what already runs
+
+def _is_derived(name: str, base: str) -> bool:
+    """A name derived_name() makes from base: qwen3-coder:30b-64k, llama3:32k, …-ctx50000."""
+    import re
+
+    last = base.rsplit("/", 1)[-1]
+    full = base if ":" in last else base + ":"
+    sep = "-" if ":" in last else ""
+    prefix = full + sep if sep else full
+    return name.startswith(prefix) and re.fullmatch(r"[0-9]+k|ctx[0-9]+", name[len(prefix):]) is not None
+
+
+def planned_model(recipe) -> str:
+    """The model name `launch up` will serve: served_name, else the derived model for a numeric context,
+    else (auto: the context depends on free memory then) the base model."""
+    o = recipe.ollama
+    if recipe.served_name and recipe.served_name != recipe.model:
+        return recipe.served_name
+    if o is not None and isinstance(o.context, int):
+        return eng.derived_name(recipe.model, int(o.context))
+    return recipe.model
+
+
+def read_running(plan, recipe, environ=None) -> tuple[Deployment | None, str, str]:
+    """Read only (nothing pulled, created, loaded or started): the model an Ollama already serves for
+    this recipe — the derived model loaded now (/api/ps context_length), else one created before (its
+    num_ctx parameter). Returns (deployment or None, what was found or why not, the server URL)."""
+    from launcher import http
+    from launcher.bringup.laptop_common import recipe_spec
+    from launcher.capacity_read import capacity_from_ollama_ps
+
+    recipe = recipe_spec(plan, recipe)
+    url, origin = _server_url(plan, recipe, environ)
+    version = _version(url)
+    if version is None:
+        return None, f"no Ollama server answers at {url} ({origin})", url
+    base = recipe.model
+    wanted = planned_model(recipe)
+    started = bool(server_handles(plan))
+    parallel = int(plan.head().env.get("OLLAMA_NUM_PARALLEL") or 1) if started and plan.head() else ATTACHED_PARALLEL
+
+    def ours(n: str) -> bool:
+        if wanted != base:  # a name fixed in advance (served_name or a numeric context)
+            return eng.same_model(n, wanted)
+        return _is_derived(n, base)
+
+    with http.client(base_url=url, retries=0, connect=2.0, read=15.0) as c:
+        _, ps = get_json(c, "/api/ps")
+        loaded = [r.get("name") or r.get("model") or "" for r in (ps or {}).get("models") or []]
+        names = [n for n in loaded if ours(n)]
+        cap = capacity_from_ollama_ps(ps, names[0], parallel=parallel) if names else Capacity()
+        if not names:
+            _, tags = get_json(c, "/api/tags")
+            rows = sorted(((r.get("modified_at") or "", r.get("name") or "") for r in (tags or {}).get("models") or []
+                           if ours(r.get("name") or "")), reverse=True)
+            names = [n for _, n in rows]
+        if not names:
+            how = f"'{wanted}'" if wanted != base else f"model derived from '{base}' (e.g. {eng.derived_name(base, 65536)})"
+            return None, f"the Ollama {version} at {url} has no {how} loaded or created", url
+        name = names[0]
+        resp = c.post("/api/show", json={"model": name})
+        show = resp.json() if resp.status_code == 200 else {}
+    caps = eng.capabilities(show)
+    if cap.max_model_len is None:
+        num_ctx = eng.parse_parameters(show.get("parameters")).get("num_ctx")
+        if not num_ctx:
+            return None, f"the Ollama at {url} has '{name}' but it fixes no num_ctx", url
+        ctx = int(num_ctx[0])
+        cap = Capacity(kv_tokens=ctx * parallel, max_concurrency=float(parallel), max_model_len=ctx, slots=parallel,
+                       source="num_ctx of the derived model (not loaded now: Ollama may step it down on load)")
+        found = f"'{name}' (created, not loaded: num_ctx {ctx})"
+    else:
+        found = f"'{name}' loaded with context {cap.max_model_len} (/api/ps)"
+    dep = Deployment(recipe=plan.recipe, engine="ollama", base_url=url + "/v1", model=name, plan_hash=plan.hash,
+                     attached=not started, capacity=cap, version=version,
+                     reasoning=None if caps is None else "thinking" in caps)
+    return dep, f"the Ollama {version} at {url} serves {found}", url
