@@ -298,7 +298,8 @@ def read_running(plan, recipe, environ=None) -> tuple[Deployment | None, str, st
                            if ours(r.get("name") or "")), reverse=True)
             names = [n for _, n in rows]
         if not names:
-            how = f"'{wanted}'" if wanted != base else f"model derived from '{base}' (e.g. {eng.derived_name(base, 65536)})"
+            how = (f"'{wanted}'" if wanted != base
+                   else f"model derived from '{base}' (e.g. {eng.derived_name(base, 65536)})")
             return None, f"the Ollama {version} at {url} has no {how} loaded or created", url
         name = names[0]
         resp = c.post("/api/show", json={"model": name})
