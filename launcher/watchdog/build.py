@@ -36,6 +36,42 @@ def nodes_from(inv, *, clock: Clock, ssh_probe: bool = True, where=None, metas: 
     return out
 
 
+def _recipe_inventory_is(recipe_l, inv) -> bool:
+    """Does the recipe's `hosts:` name this inventory (by name, or a path to a file of that name/stem)?"""
+    from pathlib import Path
+
+    ref = recipe_l.spec.hosts
+    if not ref:
+        return False
+    return ref == inv.name or Path(str(ref)).stem == inv.name
+
+
+def members_of(name: str, node: Node, inv, metas: list[dict]) -> tuple[list[str], str]:
+    """The other inventory hosts of the deployment served from node (e.g. the Ray worker of a TP=2 pair):
+    from the deployment record launch up wrote (its plan's hosts), else the recipe (watch.recipe or the
+    recipe found serving there) when its parallelism spans several nodes (the plan takes the first
+    `parallelism.nodes` hosts of its inventory, head first). ([], "") when single-host or unknown."""
+    urls = {u.rstrip("/") for u in node.target.urls}
+    recipe = node.recipe or node.served_recipe
+    for m in metas:
+        hosts = list((m.get("hosts") or {}).keys())
+        if len(hosts) > 1 and name in hosts and (str(m.get("endpoint") or "").rstrip("/") in urls
+                                                 or (recipe and m.get("recipe") == recipe)):
+            return [h for h in hosts if h != name and h in inv.hosts], f"deployment {m.get('recipe')} (its plan's hosts)"
+    if recipe:
+        from launcher.spec.load import load_recipe
+
+        try:
+            r = load_recipe(recipe)
+        except Exception:  # noqa: BLE001 - an unreadable recipe: no members known (its key note says why)
+            return [], ""
+        n = r.spec.parallelism.nodes
+        chosen = list(inv.hosts)[:n]
+        if n > 1 and _recipe_inventory_is(r, inv) and name in chosen:
+            return [h for h in chosen if h != name], f"recipe {recipe} (parallelism.nodes {n} over {inv.name})"
+    return [], ""
+
+
 def api_key_for(node: Node, metas: list[dict]) -> tuple[str | None, str]:
     """The deployment's API key for node's URLs: (key, where it comes from). From the deployment record
     launch up wrote (its endpoint is one of the URLs, or its recipe is the node's), else the recipe's
@@ -90,10 +126,26 @@ def from_inventory(inv, *, policy: D.Policy, clock: Clock | None = None, journal
 
     keys: dict[str, str] = {}
     records = metas if metas is not None else deployments()
+    from launcher.power import power_for
+    from launcher.watchdog.loop import Member
+
     for n in nodes:
         key, n.api_key_note = api_key_for(n, records)
         if key:
             keys.update({u: key for u in n.target.urls})
+        names, n.members_source = members_of(n.name, n, inv, records)
+        for m in names:
+            h = inv.hosts[m]
+            power, err = None, None
+            if h.power:
+                try:
+                    power = power_for(h.power, where=f"{inv.name}: hosts.{m}.power", clock=clock)
+                except Exception as exc:  # noqa: BLE001 - said when it would be needed
+                    err = getattr(exc, "what", str(exc))
+            else:
+                err = f"no `power:` for {m} in the inventory"
+            n.members[m] = Member(m, h.address, h.ssh.port, power=power, power_error=err)
+            n.target.members.append((m, h.address, h.ssh.port))
     wd = inv.watchdog
     sd = state_dir or (default_state() / "watchdog")
     if wd:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 NONE, RESTART, CYCLE, ALERT = "none", "restart", "cycle", "alert"
+CYCLE_MEMBER = "cycle-member"  # power-cycle another host of this node's deployment (the suspect), not this one
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Facts:
     paused: bool = False
     budget_left: int = 3
     restarts_left: int = 3
+    # A multi-host deployment: the first member host whose SSH does not answer (the suspect), whether
+    # it has a power driver, and its own power-cycle budget.
+    suspect: str | None = None
+    suspect_power: bool = False
+    suspect_budget_left: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,26 @@ def decide(st: NodeState, service_ok: bool, ssh_ok: bool | None, now: float, pol
     st = replace(st, fails=fails, phase=phase, last_reason=reason)
     if fails < policy.failures:
         return out(st, NONE, f"failure {fails}/{policy.failures}: {reason}")
+
+    if facts.suspect and ssh_ok is not False:
+        # this host answers; a member of its deployment does not: the member is the suspect. Never restart
+        # or cycle a reachable head because of its worker.
+        m = facts.suspect
+        why = (f"{fails} consecutive failures ({reason}); this host answers SSH but {m}, a member of its "
+               f"deployment, does not: {m} is the suspect")
+        if facts.paused:
+            return out(st, NONE, f"{why}; paused (pause file present): not cycling {m}", skipped="paused",
+                       would="cycle-member", member=m)
+        if not facts.reference_ok:
+            return out(st, NONE, f"{why}; but I cannot check my own network (no reachable reference): "
+                                 "cycling nobody", member=m)
+        if not facts.suspect_power:
+            return out(replace(st, phase="gave_up"), ALERT, f"{why}; {m} has no power control: alerting, "
+                       "not touching this host (needs a human)", alert="member-unreachable", member=m)
+        if facts.suspect_budget_left <= 0:
+            return out(replace(st, phase="gave_up"), ALERT, f"{why}; {m}'s power-cycle budget is spent: "
+                       "giving up and alerting", alert="gave-up", member=m)
+        return out(replace(st, phase="cycling"), CYCLE_MEMBER, f"wedged member: {why}: power-cycling {m}", member=m)
 
     if ssh_ok is not False and facts.can_restart and not st.restarted:
         why = f"{fails} consecutive failures ({reason}); SSH answers"

@@ -18,6 +18,17 @@ from launcher.watchdog.probes import Observation, Prober, Target
 
 
 @dataclass
+class Member:
+    """Another host of the deployment a node serves (e.g. the Ray worker of a TP=2 pair)."""
+
+    name: str
+    host: str
+    port: int = 22
+    power: Power | None = None
+    power_error: str | None = None
+
+
+@dataclass
 class Node:
     name: str
     target: Target
@@ -31,6 +42,8 @@ class Node:
     rerun_pending: bool = False
     api_key_note: str = ""  # where the probe's API key comes from, or why there is none (never the key)
     auth_alerted: bool = False  # a refused key was reported; again only after it was accepted once
+    members: dict[str, Member] = field(default_factory=dict)  # the deployment's other hosts (SSH-probed)
+    members_source: str = ""  # where the member list came from
 
 
 class Watchdog:
@@ -62,6 +75,7 @@ class Watchdog:
         self.rounds = 0
         self.cycles: list[str] = []  # nodes power-cycled (or that would be, in a dry run), in order
         self._tasks: dict[str, asyncio.Task] = {}
+        self._switching: set[str] = set()  # hosts whose power is being switched right now
         now = self.clock.now()
         for n in self.nodes.values():
             n.state = D.start(now, self.policy)
@@ -95,7 +109,12 @@ class Watchdog:
         for o in results:
             node = self.nodes[o.node]
             self.journal.write("probe", o.node, **{k: v for k, v in o.to_json().items() if k != "node"})
+            down = [m for m in o.members_down if m in node.members]
+            suspect = node.members.get(down[0]) if down else None
             facts = D.Facts(can_restart=bool(self.restarter and self.restarter.can(node.name)),
+                            suspect=suspect.name if suspect else None,
+                            suspect_power=bool(suspect and suspect.power),
+                            suspect_budget_left=self.budget.left(suspect.name) if suspect else 0,
                             reference_ok=self._reference_ok(node, refs, obs), paused=is_paused,
                             budget_left=self.budget.left(node.name),
                             restarts_left=self.restart_budget.left(node.name))
@@ -140,6 +159,8 @@ class Watchdog:
                 await self._restart(node)
             elif d.action == D.CYCLE:
                 await self._cycle(node, d)
+            elif d.action == D.CYCLE_MEMBER:
+                await self._cycle_member(node, node.members[d.detail["member"]], d)
             elif d.action == D.ALERT:
                 self._alert(node, d.detail.get("alert", "gave-up"), d.reason)
         except Exception as exc:  # noqa: BLE001 - an action failure is journaled, the loop goes on
@@ -200,9 +221,14 @@ class Watchdog:
             node.state = D.cancel(node.state)
             self.journal.write("decision", node.name, action="none", reason="answered again during the random delay: not cycling")
             return
+        if node.name in self._switching:
+            node.state = D.cancel(node.state)
+            self.journal.write("decision", node.name, action="none", reason="its power is already being switched")
+            return
         switched: list[str] = []
+        self._switching.add(node.name)
         try:
-            res = await asyncio.to_thread(self._reboot, node, switched)
+            res = await asyncio.to_thread(self._reboot, node.power, switched)
         except Exception as exc:  # noqa: BLE001 - PowerError (device unreachable, refused), anything else
             err = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
             fix = getattr(exc, "fix", None)
@@ -217,6 +243,8 @@ class Watchdog:
                 "; nothing was switched (not charged to the budget)") +
                 f"; trying again in {self.policy.grace:g} s if it is still wedged")
             return
+        finally:
+            self._switching.discard(node.name)
         self.budget.record(node.name)
         self.cycles.append(node.name)
         self.journal.write("cycle", node.name, reason=d.reason, **res.to_json())
@@ -225,9 +253,55 @@ class Watchdog:
         if not res.ok:
             self._alert(node, "cycle-failed", res.message)
 
-    def _reboot(self, node: Node, switched: list[str]):
+    async def _cycle_member(self, node: Node, m: Member, d: D.Decision) -> None:
+        """Power-cycle the suspect member of node's deployment (node itself answers SSH: left alone).
+        The same rules as a node's own cycle: random delay, re-check, the member's budget, verified switch."""
+        plan = (f"power-cycle {m.name} via {m.power.driver.describe()} (a member of {node.name}'s deployment; "
+                f"{node.name} answers SSH and is left alone), then grace {self.policy.grace:g} s for the deployment")
+        if self.dry_run:
+            self.cycles.append(m.name)
+            self.journal.write("cycle", m.name, dry_run=True, would=plan, reason=d.reason, member_of=node.name)
+            node.state = D.after_cycle(node.state, self.clock.now(), self.policy)
+            return
+        delay = random_delay(self.policy.delay_max, self.rng)
+        self.journal.write("delay", m.name, seconds=round(delay, 2), plan=plan, member_of=node.name)
+        await self.clock.asleep(delay)
+        again = await self.prober.ssh_check("member", m.name, m.host, m.port)
+        if paused(self.pause_file) or again.ok or m.name in self._switching:
+            node.state = D.cancel(node.state)
+            why = ("paused (pause file appeared during the random delay)" if paused(self.pause_file) else
+                   f"{m.name} answered SSH again during the random delay" if again.ok else
+                   f"{m.name}'s power is already being switched")
+            self.journal.write("decision", node.name, action="none", member=m.name, reason=f"{why}: not cycling {m.name}")
+            return
+        switched: list[str] = []
+        self._switching.add(m.name)
+        try:
+            res = await asyncio.to_thread(self._reboot, m.power, switched)
+        except Exception as exc:  # noqa: BLE001 - the device failed: alert, back off
+            err = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
+            if switched:
+                self.budget.record(m.name)
+                self.cycles.append(m.name)
+            self.journal.write("cycle", m.name, reason=d.reason, ok=False, error=err, switched=switched,
+                               charged=bool(switched), member_of=node.name)
+            node.state = D.after_cycle_failed(node.state, self.clock.now(), self.policy)
+            self._alert(node, "cycle-failed", f"power device of {m.name} (member of {node.name}'s deployment): {err}"
+                        + ("" if switched else "; nothing was switched (not charged to the budget)"))
+            return
+        finally:
+            self._switching.discard(m.name)
+        self.budget.record(m.name)
+        self.cycles.append(m.name)
+        self.journal.write("cycle", m.name, reason=d.reason, member_of=node.name, **res.to_json())
+        # the deployment lost a member: it reloads (or is restarted) under the start-up grace
+        node.state = D.after_cycle(node.state, self.clock.now(), self.policy)
+        if not res.ok:
+            self._alert(node, "cycle-failed", f"{m.name} (member of {node.name}'s deployment): {res.message}")
+
+    def _reboot(self, power: Power, switched: list[str]):
         """Power.reboot, noting each switch the device accepted (so a failure knows whether anything moved)."""
-        drv = node.power.driver
+        drv = power.driver
         sw, cy = drv.switch, drv.cycle
         own = {k: drv.__dict__[k] for k in ("switch", "cycle") if k in drv.__dict__}
 
@@ -240,7 +314,7 @@ class Watchdog:
             switched.append("native cycle")
         drv.switch, drv.cycle = switch, cycle
         try:
-            return node.power.reboot(off_wait=self.policy.off_wait)
+            return power.reboot(off_wait=self.policy.off_wait)
         finally:
             del drv.switch, drv.cycle  # back to what they were
             drv.__dict__.update(own)
@@ -266,6 +340,10 @@ class Watchdog:
                                ssh=f"{n.target.ssh_host}:{n.target.ssh_port}" if n.target.ssh_host else None,
                                power=n.power.driver.describe() if n.power else None,
                                api_key=n.api_key_note or None,
+                               members={m.name: {"ssh": f"{m.host}:{m.port}",
+                                                 "power": m.power.driver.describe() if m.power else m.power_error}
+                                        for m in n.members.values()} or None,
+                               members_source=n.members_source or None,
                                restart=self.restarter.describe(n.name) if self.restarter and self.restarter.can(n.name) else None)
         try:
             n = 0

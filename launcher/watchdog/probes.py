@@ -52,6 +52,8 @@ class Target:
     ssh_port: int = 22
     icmp_host: str | None = None
     model: str | None = None  # for the tiny generation (discovered from /v1/models when absent)
+    # the other hosts of a multi-host deployment served here: (name, ssh host, ssh port), SSH-probed too
+    members: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +63,10 @@ class Observation:
     checks: list[Check]
     reason: str = ""
     elapsed: float = 0.0  # the whole node's probe, wall seconds
+
+    @property
+    def members_down(self) -> list[str]:
+        return [c.target for c in self.checks if c.name == "member" and not c.ok]
 
     @property
     def auth_failed(self) -> list[Check]:
@@ -74,8 +80,11 @@ class Observation:
         return None
 
     def to_json(self) -> dict:
-        return {"node": self.node, "service_ok": self.service_ok, "ssh_ok": self.ssh_ok, "reason": self.reason,
-                "elapsed": self.elapsed, "checks": [asdict(c) for c in self.checks]}
+        out = {"node": self.node, "service_ok": self.service_ok, "ssh_ok": self.ssh_ok, "reason": self.reason,
+               "elapsed": self.elapsed, "checks": [asdict(c) for c in self.checks]}
+        if self.members_down:
+            out["members_down"] = self.members_down
+        return out
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -330,6 +339,10 @@ class Prober:
         r = await c.request("GET", path or "/")
         return True, f"HTTP {r.status_code}"
 
+    async def ssh_check(self, name: str, target: str, host: str, port: int) -> Check:
+        """One SSH banner check under the timeout (e.g. re-checking a deployment member before acting)."""
+        return await self._timed(name, target, self._ssh(host, port))
+
     async def reachable(self, reference: str) -> Check:
         """Can the watchdog itself reach `reference`? URL → any HTTP answer; host:port → TCP; host → ping."""
         if "://" in reference:
@@ -345,6 +358,8 @@ class Prober:
         parts = [self._service(url, t.model) for url in t.urls]
         if t.ssh_host:
             parts.append(self._one(self._timed("ssh", f"{t.ssh_host}:{t.ssh_port}", self._ssh(t.ssh_host, t.ssh_port))))
+        for name, host, port in t.members:
+            parts.append(self._one(self._timed("member", name, self._ssh(host, port))))
         if self.icmp and t.icmp_host:
             parts.append(self._one(self._timed("icmp", t.icmp_host, self._ping(t.icmp_host))))
         if len(parts) == 1:  # the common case: no extra tasks

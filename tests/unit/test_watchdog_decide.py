@@ -38,10 +38,11 @@ class FakePlug(Driver):
 class Script:
     """A prober whose answers per node come from a list (the last one repeats)."""
 
-    def __init__(self, seqs: dict[str, list], reference=True):
+    def __init__(self, seqs: dict[str, list], reference=True, members: dict[str, list] | None = None):
         self.seqs = {k: list(v) for k, v in seqs.items()}
         self.reference = reference
         self.calls: dict[str, int] = {}
+        self.members = {k: list(v) for k, v in (members or {}).items()}  # member SSH answers (True/False)
 
     def _next(self, name):
         seq = self.seqs[name]
@@ -55,7 +56,20 @@ class Script:
         checks = [Check("health", service, "200" if service else "timed out", 0.01, t.name)]
         if ssh is not None:
             checks.append(Check("ssh", ssh, "SSH-2.0-OpenSSH" if ssh else "timed out", 0.01, t.name))
+        for name, _host, _port in t.members:
+            ok = self._member(name)
+            checks.append(Check("member", ok, "SSH-2.0-OpenSSH" if ok else "timed out", 0.01, name))
         return Observation(t.name, service, checks, "" if service else "health: timed out")
+
+    def _member(self, name):
+        seq = self.members[name]
+        i = self.calls.get("member:" + name, 0)
+        self.calls["member:" + name] = i + 1
+        return seq[min(i, len(seq) - 1)]
+
+    async def ssh_check(self, name, target, host, port):
+        ok = self._member(target)
+        return Check(name, ok, "SSH-2.0-OpenSSH" if ok else "timed out", 0.01, target)
 
     async def probe_all(self, targets):
         return [await self.probe(t) for t in targets]
@@ -481,3 +495,51 @@ def test_idle_deadlock_behind_an_api_key_is_detected():
                                 hang_generation=True, timeout=0.3, generate_every=0)
     assert "/v1/chat/completions" in srv.paths
     assert r.calls == ["n1"]
+
+
+def _pair(member_seq, *, member_power=True, alerter=None):
+    """spark-1 serves a TP=2 deployment with spark-2 (its Ray worker, not watched itself)."""
+    from launcher.watchdog.loop import Member
+
+    clock = FakeClock()
+    head_plug, worker_plug = FakePlug(), FakePlug()
+    members = {"spark-2": Member("spark-2", "10.0.0.6", 22, power=Power(worker_plug, clock=clock, poll=1.0,
+                                                                         confirm_timeout=20) if member_power else None,
+                                 power_error=None if member_power else "no `power:` in the inventory")}
+    node = Node("spark-1", Target("spark-1", ["http://10.0.0.5:8000"], ssh_host="10.0.0.5",
+                                  members=[("spark-2", "10.0.0.6", 22)]),
+                power=Power(head_plug, clock=clock, poll=1.0, confirm_timeout=20), reference="gw:53",
+                members=members)
+    # the head's API answers nothing useful (the TP group lost its worker); its SSH answers
+    prober = Script({"spark-1": [(False, True)] * 500}, members={"spark-2": member_seq})
+    r = FakeRestarter(ok=True)
+    wd = Watchdog([node], policy=POLICY, clock=clock, journal=Journal(None, console=None), prober=prober,
+                  restarter=r, alerter=alerter or Alerter(), rng=random.Random(1))
+    return wd, clock, head_plug, worker_plug, r
+
+
+def test_unreachable_worker_is_cycled_and_the_reachable_head_is_left_alone():
+    wd, clock, head_plug, worker_plug, r = _pair([False] * 5 + [True] * 500)
+    run(wd, clock, 12)
+    assert cycles(worker_plug) == 1 and wd.cycles == ["spark-2"]
+    assert head_plug.switches == [] and r.calls == []  # the head was neither restarted nor cycled
+    ev = [e for e in wd.journal.events if e["event"] == "cycle"][0]
+    assert ev["node"] == "spark-2" and ev["member_of"] == "spark-1" and ev["ok"]
+    assert wd.budget.used("spark-2") == 1 and wd.budget.used("spark-1") == 0
+    d = [e for e in wd.journal.events if e["event"] == "decision" and e["action"] == "cycle-member"][0]
+    assert "spark-2 is the suspect" in d["reason"]
+
+
+def test_worker_without_power_alerts_and_the_head_is_never_touched(tmp_path):
+    alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT\" >> {tmp_path / 'alerts'}")
+    wd, clock, head_plug, worker_plug, r = _pair([False] * 500, member_power=False, alerter=alerter)
+    run(wd, clock, 60)
+    assert head_plug.switches == [] and worker_plug.switches == [] and r.calls == [] and wd.cycles == []
+    assert (tmp_path / "alerts").read_text().split() == ["member-unreachable"]
+
+
+def test_reachable_worker_leaves_the_normal_escalation():
+    # the worker answers SSH: the head's own failure is handled as usual (restart first)
+    wd, clock, head_plug, worker_plug, r = _pair([True] * 500)
+    run(wd, clock, 5)
+    assert r.calls == ["spark-1"] and worker_plug.switches == []

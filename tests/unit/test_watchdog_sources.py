@@ -195,3 +195,32 @@ def test_the_deployments_api_key_reaches_the_prober_and_is_never_logged(isolated
     watch = {e["node"]: e for e in wd.journal.events if e["event"] == "watch"}
     assert "env:WD_TEST_KEY" in watch["spark-1"]["api_key"]
     assert "sk-wd-secret-7788" not in json.dumps(wd.journal.events)
+
+
+def test_members_of_a_two_host_deployment_are_probed_and_have_power(isolated):
+    inv_text = INV.replace("""  spark-2:
+    address: 10.0.0.6
+    watch: {url: "http://10.0.0.6:8000"}""", """  spark-2:
+    address: 10.0.0.6
+    ssh: {port: 2222}
+    power: {driver: shelly, address: 10.0.0.52}""")
+    _deployment(isolated / "state", "nemo", "http://10.0.0.5:8000",
+                {"spark-1": {"address": "10.0.0.5"}, "spark-2": {"address": "10.0.0.6"}})
+    _path, loaded = _inventory(isolated, inv_text)
+    wd = from_inventory(loaded.spec, policy=POLICY, where=loaded.where, state_dir=isolated / "wd",
+                        journal=Journal(None, console=None), clock=FakeClock())
+    assert list(wd.nodes) == ["spark-1"]
+    n = wd.nodes["spark-1"]
+    assert n.target.members == [("spark-2", "10.0.0.6", 2222)]
+    assert n.members["spark-2"].power is not None and "deployment nemo" in n.members_source
+
+
+def test_shipped_nemotron_on_dgx_knows_its_worker(isolated):
+    """recipes/nemotron.yaml runs TP 2 over spark-1 and spark-2; hosts/dgx.yaml watches spark-1 (watch.recipe)."""
+    from launcher.spec.load import load_inventory
+
+    loaded = load_inventory("dgx")
+    wd = from_inventory(loaded.spec, policy=POLICY, where=loaded.where, state_dir=isolated / "wd",
+                        journal=Journal(None, console=None), clock=FakeClock(), metas=[])
+    n = wd.nodes["spark-1"]
+    assert [m[0] for m in n.target.members] == ["spark-2"] and n.members["spark-2"].power is not None
