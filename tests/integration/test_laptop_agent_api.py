@@ -93,3 +93,22 @@ def test_ollama_sim_messages_tool_use(ollama):
     assert r["stop_reason"] == "tool_use" and r["content"][-1]["input"] == {"path": "README.md"}
     missing = httpx.post(f"{ollama.url}/v1/responses", json={"model": "qwen3-coder:30b", "input": "hi"})
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex"])
+def test_a_server_that_serves_the_agents_api_passes(agent):
+    """vLLM serves /v1/messages and /v1/responses (its simulator too): the check passes, with the key."""
+    from launcher.deployment import Deployment
+    from launcher.pipeline import check_agent_api
+    from launcher.sim import SimConfig, VllmSim
+
+    s = VllmSim(SimConfig(api_key="k-agent-api-123", quiet=True)).start()
+    try:
+        d = Deployment(recipe="r", engine="vllm", base_url=s.base_url, model=s.listed_model, plan_hash="h")
+        check_agent_api(d, agent, "k-agent-api-123")  # returns: the API is there
+        from launcher.errors import ValidationFailed
+
+        with pytest.raises(ValidationFailed, match="refuses the key"):
+            check_agent_api(d, agent, "wrong-key")
+    finally:
+        s.stop()
