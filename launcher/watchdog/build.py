@@ -151,9 +151,9 @@ def from_inventory(inv, *, policy: D.Policy, clock: Clock | None = None, journal
     if wd:
         policy = D.Policy(**{**policy.__dict__, "max_cycles": wd.max_cycles, "window": wd.window,
                              "delay_max": wd.delay_max,
-                             # next to the cycle budget (`watchdog: {max_restarts, restart_window}`) where
-                             # the inventory schema has them
-                             **{k: getattr(wd, k) for k in ("max_restarts", "restart_window")
+                             # next to the cycle budget (`watchdog: {max_restarts, restart_window, stall}`)
+                             # where the inventory schema has them
+                             **{k: getattr(wd, k) for k in ("max_restarts", "restart_window", "stall")
                                 if getattr(wd, k, None) is not None}})
     budget = Budget(max_cycles=policy.max_cycles, window=policy.window, path=sd / f"{inv.name}.budget.json",
                     wall=clock.wall)

@@ -53,9 +53,18 @@ class Journal:
                 f" ({rec['reason']})" if rec.get("reason") else "") + (
                 f"; ssh {'ok' if rec['ssh_ok'] else 'DOWN'}" if rec.get("ssh_ok") is not None else "")
         if ev == "decision":
-            return f"{t} {node}: {rec.get('action')}: {rec.get('reason')}"
+            action = "skipped (paused)" if rec.get("skipped") == "paused" else rec.get("action")
+            return f"{t} {node}: {action}: {rec.get('reason')}"
         if ev == "cycle":
-            return (f"{t} {node}: power {'OK' if rec.get('ok') else 'FAILED'}: {rec.get('message')} "
+            member = f" (member of {rec['member_of']}'s deployment)" if rec.get("member_of") else ""
+            if rec.get("dry_run"):
+                return f"{t} {node}{member}: DRY RUN: would {rec.get('would')}"
+            if rec.get("error"):
+                return (f"{t} {node}{member}: power device FAILED: {rec['error']}; "
+                        + (f"it did switch {', '.join(rec.get('switched') or [])}" if rec.get("switched")
+                           else "nothing switched, not charged to the budget")
+                        + (f"; next try after {rec['retry_after_s']:g} s" if rec.get("retry_after_s") is not None else ""))
+            return (f"{t} {node}{member}: power {'OK' if rec.get('ok') else 'FAILED'}: {rec.get('message')} "
                     f"(before {rec.get('before')}, confirmed {rec.get('after')}); sent: " + " | ".join(rec.get("sent") or []))
         if ev == "watch":
             return (f"{t} {node}: watching {', '.join(rec.get('urls') or []) or 'no URL'} (from {rec.get('source')})"

@@ -159,3 +159,15 @@ def test_webhook_secret_path_never_in_journal_or_console(tmp_path):
         shown = (tmp_path / "j.jsonl").read_text() + out.getvalue()
         for secret in ("Zk9sEcReTtOkEn1", "DiScOrDsEcReT-2", "TeAmSsEcReT3", "/services/", "/api/webhooks/"):
             assert secret not in shown, (hook, secret)
+
+
+def test_console_says_what_a_failed_power_device_and_a_paused_skip_mean():
+    out = io.StringIO()
+    j = Journal(None, console=out, wall=lambda: 0.0)
+    j.write("cycle", "spark-2", ok=False, error="shelly gen2 http://192.168.1.52: reading the power state failed",
+            switched=[], charged=False, retry_after_s=1200.0, member_of="spark-1")
+    j.write("decision", "n1", action="none", skipped="paused", would="restart", reason="3 failures; paused")
+    text = out.getvalue()
+    assert "spark-2 (member of spark-1's deployment): power device FAILED: shelly" in text
+    assert "nothing switched, not charged to the budget; next try after 1200 s" in text
+    assert "n1: skipped (paused): 3 failures; paused" in text
