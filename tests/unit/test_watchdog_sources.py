@@ -15,7 +15,6 @@ from launcher.errors import InputError
 from launcher.power.base import FakeClock, Power
 from launcher.runtimes.base import Handle
 from launcher.spec.load import load_inventory
-from launcher.watchdog import decide as D
 from launcher.watchdog.build import from_inventory
 from launcher.watchdog.journal import Journal
 from launcher.watchdog.loop import Node, Watchdog
