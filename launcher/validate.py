@@ -10,7 +10,7 @@ round trip waits (for the tool call's id), so the gate costs about two model rou
 
 The context check has two forms (``context_check``): "full" sends a prompt just under limit.context
 (a real prefill of that length; its timeout grows with the prompt), "length" sends a short prompt
-whose max_tokens makes prompt + max_tokens = limit.context: vLLM rejects a request longer than its
+whose max_tokens brings prompt + max_tokens just under limit.context (the same slack): vLLM rejects a request longer than its
 max_model_len with a 400 before any prefill, so this proves the window is admitted without the long
 prefill that has hard-reset unified-memory hosts (vllm.md, DGX Spark). It is streamed and closed at
 the first chunk, so nothing long is generated. "off" skips it.
@@ -174,9 +174,14 @@ async def _post(client, style, body: dict, *, stream: bool = False, timeout=None
     return r
 
 
+def _probe_margin(limit: int) -> int:
+    """Tokens the context probe stays under the limit by (the filler's and template's token estimate)."""
+    return min(512, max(48, limit // 50))
+
+
 def _filler_prompt(limit: int) -> tuple[str, int]:
     """A prompt of about (limit - output - margin) tokens: just under the context limit."""
-    margin = min(512, max(48, limit // 50))
+    margin = _probe_margin(limit)
     n = max(1, limit - CONTEXT_MAX_TOKENS - margin)
     head = "Reply with the single word OK. Ignore the filler that follows."
     return head + FILLER_WORD * n, n + 16
@@ -212,18 +217,18 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
             status, _data, _text, kind, _err = await _get(client, style.models_url(), style.headers(with_key=False))
             return judge_auth(status, transport=kind, key_given=key_given, style=style.name)
 
-        async def context_request() -> tuple[Reply, int]:
+        async def context_request() -> tuple[Reply, int, int]:
             if context_check == "length":
                 # a short prompt asking for the rest of the window: admitted or 400 before any prefill
                 prompt = LENGTH_PROBE_PROMPT
                 approx = len(prompt.split()) + 16  # + the chat template's tokens
-                body = style.body(style.filler(prompt), sampling=sampling, max_tokens=max(1, context_limit - approx),
-                                  stream=True, tools=False)
-                return await _post(client, style, body, stream=True, first_chunk_only=True), approx
+                room = max(1, context_limit - approx - _probe_margin(context_limit))  # just under, like "full"
+                body = style.body(style.filler(prompt), sampling=sampling, max_tokens=room, stream=True, tools=False)
+                return await _post(client, style, body, stream=True, first_chunk_only=True), approx, room
             text, approx = _filler_prompt(context_limit)
             body = style.body(style.filler(text), sampling=sampling, max_tokens=CONTEXT_MAX_TOKENS, tools=False)
             slow = httpx.Timeout(context_timeout(timeout, approx), connect=min(10.0, timeout))
-            return await _post(client, style, body, timeout=slow), approx
+            return await _post(client, style, body, timeout=slow), approx, CONTEXT_MAX_TOKENS
 
         ask = style.ask()
         t_models = asyncio.create_task(models_check())
@@ -244,7 +249,7 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
         s = await t_stream
         models = await t_models
         auth = await t_auth if t_auth else Check("auth", True, SKIP, "not checked (check_auth off)")
-        ctx_reply, approx = (await t_ctx) if t_ctx else (None, 0)
+        ctx_reply, approx, ctx_out = (await t_ctx) if t_ctx else (None, 0, 0)
 
     common = dict(model=model, key_given=key_given)
     checks = [
@@ -255,7 +260,8 @@ async def validate_endpoint_async(base_url: str, model: str, *, api_key: str | N
         judge_round_trip(final, call_id=call_id, max_tokens=max_tokens, **common),
         judge_stream(s, r, **common),
         auth,
-        judge_context(ctx_reply, limit=context_limit, prompt_tokens=approx, form=context_check, **common),
+        judge_context(ctx_reply, limit=context_limit, prompt_tokens=approx, form=context_check, max_tokens=ctx_out,
+                      **common),
     ]
     return Report(checks=checks, base_url=base_url, model=model, api_style=style.name,
                   elapsed=time.monotonic() - t0, context_check=context_check)

@@ -290,7 +290,7 @@ def judge_auth(status: int | None, *, transport: str | None, key_given: bool, st
 
 
 def judge_context(r: Reply | None, *, limit: int | None, prompt_tokens: int, model: str, key_given: bool,
-                  form: str = "full") -> Check:
+                  form: str = "full", max_tokens: int | None = None) -> Check:
     """The context probe. ``form`` "full": a prompt of ~prompt_tokens just under ``limit``; "length": a
     short prompt with max_tokens filling the window to ``limit`` (admitted = the first stream event)."""
     name = "context"
@@ -299,8 +299,8 @@ def judge_context(r: Reply | None, *, limit: int | None, prompt_tokens: int, mod
     if not limit or r is None:
         return skipped(name, "no context limit known (pass --context N)")
     if form == "length":
-        what = (f"length only: a {prompt_tokens}-token prompt with max_tokens {limit - prompt_tokens} "
-                f"(= limit.context {limit}, no long prefill)")
+        what = (f"length only: a ~{prompt_tokens}-token prompt with max_tokens {max_tokens} (together just "
+                f"under limit.context {limit}; no long prefill)")
     else:
         what = f"full prefill: ~{prompt_tokens} prompt tokens (limit.context {limit})"
     if r.status == 400 and _CONTEXT.search(r.error or ""):

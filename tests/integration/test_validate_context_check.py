@@ -63,9 +63,15 @@ def test_length_form_sends_a_short_prompt_filling_the_window(sim_factory):
     assert body["stream"] is True
     assert len(json.dumps(body["messages"])) < 200  # no long prompt: nothing long to prefill
     prompt = sum(len(m["content"].split()) for m in body["messages"])
-    assert prompt + body["max_tokens"] <= 32000 and body["max_tokens"] > 31900
+    # together just under the limit, by the same slack as the full form (512 tokens at 32k)
+    assert 32000 - 600 < prompt + body["max_tokens"] <= 32000
+    assert f"max_tokens {body['max_tokens']}" in ctx.evidence
     # the stream was closed at its first chunk: at 0.05 s a token, 31,9xx tokens would take 26 minutes
     assert rep.elapsed < 25
+    # a limit of exactly max_model_len is admitted, as in the full form (the template's slack)
+    rep = validate_endpoint(sim.url + "/v1", SERVED, api_key=KEY, context_limit=32768, timeout=30,
+                            context_check="length")
+    assert rep.check("context").status == "pass", rep.check("context").evidence
     # over the server's max_model_len: refused with a 400 before any prefill, named
     rep = validate_endpoint(sim.url + "/v1", SERVED, api_key=KEY, context_limit=40000, timeout=30,
                             context_check="length")
