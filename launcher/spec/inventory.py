@@ -73,6 +73,9 @@ class WatchdogSpec(Strict):
     max_cycles: int = Field(default=3, ge=0)  # power cycles per node per window
     window: float = Field(default=6 * 3600, gt=0)  # seconds
     delay_max: float = Field(default=30, ge=0)  # random delay before acting, seconds
+    max_restarts: int = Field(default=3, ge=0)  # server restarts per node per restart_window, then alert
+    restart_window: float = Field(default=6 * 3600, gt=0)  # seconds
+    stall: float = Field(default=600, ge=0)  # no /metrics movement with requests running this long = a failure
     pause_file: str | None = None
     alert_command: str | None = None
     alert_webhook: str | None = None

@@ -171,3 +171,21 @@ def test_console_says_what_a_failed_power_device_and_a_paused_skip_mean():
     assert "spark-2 (member of spark-1's deployment): power device FAILED: shelly" in text
     assert "nothing switched, not charged to the budget; next try after 1200 s" in text
     assert "n1: skipped (paused): 3 failures; paused" in text
+
+
+
+def test_inventory_watchdog_restart_budget_and_stall_reach_the_policy(tmp_path):
+    """`watchdog: {max_restarts, restart_window, stall}` in the inventory set the policy the loop uses."""
+    from launcher.power.base import FakeClock
+    from launcher.spec.load import load_inventory
+    from launcher.watchdog import decide as D
+    from launcher.watchdog.build import from_inventory
+    from launcher.watchdog.journal import Journal
+
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text("name: lab\nhosts:\n  n1:\n    address: 127.0.0.1\n    watch: {url: 'http://127.0.0.1:9'}\n"
+                   "watchdog: {max_restarts: 1, restart_window: 600, stall: 120}\n")
+    loaded = load_inventory(str(inv))
+    wd = from_inventory(loaded.spec, policy=D.Policy(), where=loaded.where, state_dir=tmp_path / "wd",
+                        journal=Journal(None, console=None), clock=FakeClock())
+    assert (wd.policy.max_restarts, wd.policy.restart_window, wd.policy.stall) == (1, 600, 120)
