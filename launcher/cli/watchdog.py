@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(10.0, "--timeout", help="Seconds each probe may take."),
         failures: int = typer.Option(3, "--failures", help="Consecutive failed probes before acting."),
         grace: float = typer.Option(1200.0, "--grace", help="Start-up grace (boot + model load), seconds."),
-        restart_grace: float = typer.Option(120.0, "--restart-grace", help="Seconds a restarted server gets."),
+        restart_grace: float = typer.Option(120.0, "--restart-grace", help="Seconds a restarted server gets at least (it gets the whole start-up grace, counted from when the restart finished)."),
         off_wait: float = typer.Option(10.0, "--off-wait", help="Seconds the power stays off in a cycle."),
         journal: Optional[str] = typer.Option(None, "--journal", help="JSONL journal (default: state dir)."),
         icmp: bool = typer.Option(False, "--icmp", help="Also ping each host."),
