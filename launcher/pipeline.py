@@ -47,7 +47,30 @@ def derive_limits(recipe_l, deployment):
     return limits
 
 
-def validate_gate(recipe_l, deployment, key: str | None) -> None:
+CONTEXT_CHECKS = ("full", "length", "off")
+
+
+def context_check_for(plan, chosen: str | None) -> tuple[str, str | None]:
+    """How the gate proves limit.context, and why when it is not the full-length prompt. On unified-memory
+    hosts (DGX Spark / GB10) a very long prefill has hard-reset hosts (reference/vllm.md), so the gate
+    asks only the server's length check there unless told otherwise."""
+    from launcher.errors import InputError
+
+    if chosen is not None:
+        if chosen not in CONTEXT_CHECKS:
+            raise InputError(f"--context-check {chosen!r} is not one of {', '.join(CONTEXT_CHECKS)}",
+                             fix="use --context-check full, length or off")
+        return chosen, None
+    unified = [n for n, h in (getattr(plan, "hosts", None) or {}).items()
+               if ((h or {}).get("gpus") or {}).get("unified_memory")]
+    if unified:
+        return "length", (f"unified-memory host {', '.join(unified)}: the context check asks the server's "
+                          "length check only, without a full-length prefill (very long prefills have reset "
+                          "GB10 hosts); `--context-check full` sends the whole prompt")
+    return "full", None
+
+
+def validate_gate(recipe_l, deployment, key: str | None, *, plan=None, context_check: str | None = None) -> None:
     """The gate before any agent config is written. The deployment's model is what clients must use
     (for Ollama a derived model with the context fixed, not the recipe's model name)."""
     from launcher.errors import ValidationFailed
@@ -59,6 +82,10 @@ def validate_gate(recipe_l, deployment, key: str | None) -> None:
         # check with the budget the agent will have (reasoning models keep >= 4096 in derive_limits)
         opts["context_limit"] = deployment.limits.context
         opts["max_tokens"] = min(DEFAULT_MAX_TOKENS, deployment.limits.output)
+        form, why = context_check_for(plan, context_check)
+        opts["context_check"] = form
+        if why:
+            ui.info(why)
     report = validate_endpoint(deployment.base_url, deployment.model, api_key=key, **opts)
     render_report(report)
     if not report.ok:
@@ -135,7 +162,8 @@ def server_problem(deployment) -> str | None:
     return None
 
 
-def run_pipeline(recipe_l, plan, *, agent, agent_args, validate, replace, write, watch, timeout):
+def run_pipeline(recipe_l, plan, *, agent, agent_args, validate, replace, write, watch, timeout,
+                 context_check: str | None = None):
     from launcher import deploy
 
     r = recipe_l.spec
@@ -147,7 +175,7 @@ def run_pipeline(recipe_l, plan, *, agent, agent_args, validate, replace, write,
     derive_limits(recipe_l, deployment)
     name = agent or r.agent.name
     if validate:
-        validate_gate(recipe_l, deployment, key)
+        validate_gate(recipe_l, deployment, key, plan=plan, context_check=context_check)
         check_agent_api(deployment, name, key)
     else:
         ui.warn("--no-validate: the endpoint was not checked; an agent on a broken endpoint loops or "

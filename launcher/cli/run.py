@@ -18,7 +18,11 @@ def run(recipe: str = typer.Argument(..., help="Recipe name or path."),
         replace: bool = typer.Option(False, "--replace", help="Stop a different deployment holding the port."),
         write: str = typer.Option("default", "--write", help="Where the agent config goes: default | global | project"),
         watch: bool = typer.Option(False, "--watch", help="Keep a supervisor; report a server failure when the agent exits."),
-        timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for the server (default: recipe, 1800).")):
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for the server (default: recipe, 1800)."),
+        context_check: Optional[str] = typer.Option(
+            None, "--context-check", metavar="full|length|off",
+            help="How the gate proves limit.context: a full-length prompt, only the server's length check "
+                 "(default on unified-memory hosts such as GB10, where very long prefills have reset hosts), or off.")):
     from launcher.plan import build_for
 
     recipe_l, plan = build_for(recipe)
@@ -30,4 +34,5 @@ def run(recipe: str = typer.Argument(..., help="Recipe name or path."),
     from launcher.pipeline import run_pipeline
 
     return run_pipeline(recipe_l, plan, agent=agent, agent_args=list(agent_args or []), validate=not no_validate,
-                        replace=replace, write=write, watch=watch, timeout=timeout)
+                        replace=replace, write=write, watch=watch, timeout=timeout,
+                        context_check=context_check)
