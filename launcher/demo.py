@@ -104,7 +104,7 @@ def run_demo(*, keep: bool = False) -> None:
 
         d = run_pipeline(recipe_l, plan, agent="none", agent_args=[], validate=True, replace=True,
                          write="default", watch=False, timeout=None)
-        print_deployment(d)
+        print_deployment(d, key_source=plan.api_key)
         # what `launch nemotron` writes next (without starting OpenCode): the provider block
         r = recipe_l.spec
         cfg = agents.get("opencode").configure(d, recipe=r, key_source=r.api_key, write="default",
