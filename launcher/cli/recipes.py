@@ -50,7 +50,7 @@ def show(recipe: str = typer.Argument(..., help="Recipe name or path."),
 
 def plan(recipe: str = typer.Argument(..., help="Recipe name or path."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-         port: int = typer.Option(None, "--port", help="Serve on this port instead of the recipe's.")):
+         port: int = typer.Option(None, "--port", min=1, max=65535, help="Serve on this port instead of the recipe's.")):
     from launcher.plan import build_for
 
     _, p = build_for(recipe, port=port)

@@ -18,7 +18,7 @@ def up(recipe: str = typer.Argument(..., help="Recipe name or path."),
        as_json: bool = typer.Option(False, "--json", help="Print the deployment as JSON."),
        replace: bool = typer.Option(False, "--replace", help="Stop a different deployment of this recipe first."),
        timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait (default: recipe, 1800)."),
-       port: Optional[int] = typer.Option(None, "--port", help="Serve on this port instead of the recipe's.")):
+       port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Serve on this port instead of the recipe's.")):
     from launcher import deploy, ui
     from launcher.plan import build_for
 

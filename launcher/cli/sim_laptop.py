@@ -34,7 +34,7 @@ def _port_error(exc: OSError, port: int, what: str):
 def register(app: typer.Typer) -> None:
     @app.command("ollama")
     def sim_ollama(
-        port: int = typer.Option(11434, "--port", help="Port to listen on (0: any free port)."),
+        port: int = typer.Option(11434, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
         local: Optional[List[str]] = typer.Option(None, "--local", help="A model already pulled (repeatable)."),
         max_context: Optional[int] = typer.Option(None, "--max-context",
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("lmstudio")
     def sim_lmstudio(
-        port: int = typer.Option(1234, "--port", help="Port to listen on (0: any free port)."),
+        port: int = typer.Option(1234, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
         max_context: Optional[int] = typer.Option(None, "--max-context",
                                                   help="Largest context memory allows: a bigger request is "

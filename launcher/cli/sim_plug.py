@@ -10,7 +10,7 @@ def register(app: typer.Typer) -> None:
     @app.command("plug")
     def sim_plug(
         kind: str = typer.Argument(..., help="shelly (gen2) | shelly-gen1 | tasmota | homeassistant | redfish"),
-        port: int = typer.Option(0, "--port", help="Port (0: any free port; printed)."),
+        port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0: any free port; printed)."),
         host: str = typer.Option("127.0.0.1", "--host"),
         off: bool = typer.Option(False, "--off", help="Start with the power off."),
         password_env: Optional[str] = typer.Option(None, "--password-env", help="Tasmota/Redfish password from this env var."),
