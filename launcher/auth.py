@@ -98,3 +98,18 @@ def resolve(source, *, where: str | None = None, env: dict[str, str] | None = No
 def secret_env(mapping: dict[str, object], *, where: str | None = None) -> dict[str, str]:
     """Resolve {VAR: KeySource} to {VAR: value} for a child process's environment."""
     return {name: resolve(src, where=where) for name, src in mapping.items()}
+
+
+def plan_secrets(plan, key: str | None) -> dict[str, str]:
+    """Every secret value the plan's processes may get: the API key (as the engine's variable) and the
+    recipe's `env: {NAME: {env|file|command: …}}` references, each named by its recipe line when missing."""
+    values = {plan.api_key_env: key} if (key and plan.api_key_env) else {}
+    for name, src in (getattr(plan, "secret_env", None) or {}).items():
+        where = (getattr(plan, "secret_env_where", None) or {}).get(name) or f"{plan.recipe_path}: env.{name}"
+        values[name] = resolve(src, where=where, what=f"env.{name} secret")
+    return values
+
+
+def secrets_for(proc, values: dict[str, str]) -> dict[str, str]:
+    """The secret values one process gets: only the names its plan entry lists."""
+    return {name: values[name] for name in (getattr(proc, "secret_env", None) or {}) if name in values}

@@ -153,7 +153,7 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
                          fix="download the model (e.g. `huggingface-cli download ORG/REPO FILE.gguf`) or fix the path")
     if shutil.which(proc.argv[0], path=os.environ.get("PATH")) is None:
         raise ServerFailed(f"{proc.argv[0]} is not on PATH", where=plan.recipe, fix=INSTALL)
-    secrets = {plan.api_key_env: key} if (key and plan.api_key_env) else {}
+    secrets = auth.secrets_for(proc, auth.plan_secrets(plan, key))
     rep.step("start", f"starting llama-server on {plan.endpoint}")
     handle = rt.start(proc, plan, secrets)
     try:

@@ -58,7 +58,9 @@ def _start(plan, url: str, origin: str, timeout: float, clock: Clock, rep: Repor
                                        "port": int(url.rsplit(":", 1)[1])})
     rt = local_runtime()
     rep.step("start", f"starting {proc.command} (OLLAMA_HOST={proc.env.get('OLLAMA_HOST')})")
-    handle = rt.start(proc, plan, {})
+    from launcher.auth import plan_secrets, secrets_for
+
+    handle = rt.start(proc, plan, secrets_for(proc, plan_secrets(plan, None)))
 
     def died():
         info = rt.exit_info(handle)

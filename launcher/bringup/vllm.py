@@ -258,16 +258,18 @@ def _exited_any(rt, handles: list[Handle], server: Handle | None) -> Callable[[]
     return check
 
 
-def _start_all(plan, rt, key, progress: Progress, timeout: float, clock) -> tuple[list[Handle], Handle | None]:
+def _start_all(plan, rt, secrets: dict[str, str], progress: Progress, timeout: float,
+               clock) -> tuple[list[Handle], Handle | None]:
+    from launcher.auth import secrets_for
+
     started: list[Handle] = []
-    secrets = {plan.api_key_env: key} if (key and plan.api_key_env) else {}
     ray = any(p.role == "ray-head" for p in plan.processes)
     try:
         for proc in plan.processes:
             if proc.role == "server" and ray:
                 wait_ray(plan, rt, started, progress, clock=clock, timeout=min(timeout, 300.0))
             progress.note(f"starting {proc.name} on {proc.host} ({plan.runtime})")
-            started.append(rt.start(proc, plan, secrets if proc.secret_env else {}))
+            started.append(rt.start(proc, plan, secrets_for(proc, secrets)))
     except BaseException:
         stop_all(rt, started)
         raise
@@ -325,6 +327,9 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
             know(plan)  # docker: each ssh:// daemon is reached with its inventory host's ssh settings
         try:
             key = api_key_for(plan)
+            from launcher.auth import plan_secrets
+
+            secrets = plan_secrets(plan, key)  # HF_TOKEN and other env references: missing ones stop here
         except LauncherError as exc:
             _refuse_without_key(plan, rt, exc, skip_preflight)
             raise
@@ -348,7 +353,7 @@ def up(plan, recipe=None, *, replace: bool = False, timeout: float | None = None
         remember(plan)  # before anything starts: `launch down` of an interrupted launch reaches it all
         try:
             with _pull_display(rt, progress, clock, t0):
-                started, server = _start_all(plan, rt, key, progress, timeout, clock)
+                started, server = _start_all(plan, rt, secrets, progress, timeout, clock)
         except BaseException:
             forget_deployment(plan.recipe)
             raise

@@ -201,11 +201,13 @@ def _inline_secret(loaded: Loaded, name: str, value: str) -> LauncherError:
         # not the server's API key: vLLM reads HF_TOKEN to download gated weights from the Hub
         fix = (f"remove it from env:. vLLM uses {name} only to download gated weights from the Hugging "
                f"Face Hub: download them once on each host beforehand (`huggingface-cli download "
-               f"{loaded.spec.model}`, with the token in that shell), and the server finds them in the HF "
-               "cache; do not make it the server's api_key")
+               f"{loaded.spec.model}`, with the token in that shell), or reference it so the server gets it "
+               f"through its environment: `env: {{{name}: {{env: {name}}}}}` (or file: / command:); do not make "
+               "it the server's api_key")
     else:
-        fix = (f"remove it from env:; if it is the server's API key, reference it: `api_key: {{env: {name}}}` "
-               "(or file: PATH / command: \"…\"); launch passes it to the server through the environment")
+        fix = (f"reference it instead of writing it: `env: {{{name}: {{env: {name}}}}}` (or file: PATH / "
+               f"command: \"…\"); if it is the server's API key, use `api_key: {{env: {name}}}`; either way "
+               "launch passes it through the environment, never the command line")
     return InputError(what, where=loaded.where("env", name), fix=fix)
 
 
