@@ -57,6 +57,8 @@ def serve_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-model-len")
     ap.add_argument("--tool-call-parser")
     ap.add_argument("--reasoning-parser")
+    ap.add_argument("--tool-parser-plugin")
+    ap.add_argument("--reasoning-parser-plugin")
     ap.add_argument("--enable-auto-tool-choice", action="store_true")
     ap.add_argument("--tensor-parallel-size", "-tp", type=int, default=1)
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.9)
@@ -77,6 +79,8 @@ def config_from_argv(argv: list[str], environ: dict[str, str] | None = None) -> 
         max_model_len=parse_len(args.max_model_len),
         tool_call_parser=args.tool_call_parser,
         reasoning_parser=args.reasoning_parser,
+        tool_parser_plugin=args.tool_parser_plugin,
+        reasoning_parser_plugin=args.reasoning_parser_plugin,
         enable_auto_tool_choice=args.enable_auto_tool_choice,
         tensor_parallel_size=args.tensor_parallel_size,
         gpu_memory_utilization=args.gpu_memory_utilization,

@@ -71,6 +71,10 @@ class SimConfig:
     token_s: float = 0.0              # delay between streamed chunks
     tool_call_parser: str | None = "qwen3_coder"
     reasoning_parser: str | None = "nemotron_v3"
+    # --tool-parser-plugin / --reasoning-parser-plugin: a file that registers more parser names (real vLLM
+    # imports it before checking the names; here any name is accepted when the file exists)
+    tool_parser_plugin: str | None = None
+    reasoning_parser_plugin: str | None = None
     enable_auto_tool_choice: bool = True
     host: str = "127.0.0.1"
     port: int = 0                     # 0: a free port, chosen at construction

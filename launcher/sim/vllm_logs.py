@@ -97,6 +97,11 @@ def bad_parser_lines(p: Prefix, kind: str, name: str, known: frozenset[str]) -> 
             p.api_raw(f"KeyError: 'invalid {label}: {name} (chose from {{ {choices} }})'")]
 
 
+def _plugin_loaded(path: str | None) -> bool:
+    """A parser plugin file registers names vLLM did not ship (the sim: it only has to exist)."""
+    return bool(path) and os.path.isfile(os.path.expanduser(path))
+
+
 def boot_script(cfg, port: int, api_pid: int | None = None, engine_pid: int | None = None,
                 host: str | None = None) -> Iterator[tuple[float, object]]:
     """The start-up sequence for cfg, with delays; ends with LISTEN or ("EXIT", code)."""
@@ -109,12 +114,14 @@ def boot_script(cfg, port: int, api_pid: int | None = None, engine_pid: int | No
                                       f"'{host or cfg.host}', 'port': {port}, 'model': '{cfg.model}', "
                                       f"'served_model_name': ['{cfg.served_model_name}']}}")
     # Parser names are checked before anything is loaded (real vLLM: validate_api_server_args).
-    if cfg.tool_call_parser and (cfg.tool_call_parser not in TOOL_CALL_PARSERS or cfg.fail == "bad-parser"):
+    tool_ok = cfg.tool_call_parser in TOOL_CALL_PARSERS or _plugin_loaded(cfg.tool_parser_plugin)
+    reasoning_ok = cfg.reasoning_parser in REASONING_PARSERS or _plugin_loaded(cfg.reasoning_parser_plugin)
+    if cfg.tool_call_parser and (not tool_ok or cfg.fail == "bad-parser"):
         for line in bad_parser_lines(p, "tool", cfg.tool_call_parser, TOOL_CALL_PARSERS):
             yield 0.0, line
         yield 0.0, ("EXIT", 1)
         return
-    if cfg.reasoning_parser and (cfg.reasoning_parser not in REASONING_PARSERS or cfg.fail == "bad-parser"):
+    if cfg.reasoning_parser and (not reasoning_ok or cfg.fail == "bad-parser"):
         for line in bad_parser_lines(p, "reasoning", cfg.reasoning_parser, REASONING_PARSERS):
             yield 0.0, line
         yield 0.0, ("EXIT", 1)

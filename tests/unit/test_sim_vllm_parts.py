@@ -181,3 +181,24 @@ def test_context_error_wordings():
         "tokens and your request has 2104 input tokens (2000 > 4096 - 2104).")
     assert "However, you requested 4104 tokens (2104 in the messages, 2000 in the completion)" in \
         context_error(SimConfig(max_model_len=4096, kv_tokens=10000), 2104, 2000)
+
+
+def test_a_parser_plugin_file_makes_its_parser_name_known(tmp_path):
+    """Real vLLM imports --tool-parser-plugin before it checks --tool-call-parser; an unknown name without
+    the plugin stops the start with exit 1."""
+    from launcher.sim.vllm_cli import config_from_argv
+    from launcher.sim.vllm_logs import boot_script
+
+    def exit_code(argv):
+        cfg, _ = config_from_argv(argv, environ={})
+        for _, item in boot_script(cfg, 8000):
+            if isinstance(item, tuple) and item and item[0] == "EXIT":
+                return item[1]
+        return None
+
+    plugin = tmp_path / "my_parser.py"
+    plugin.write_text("# registers my_parser\n")
+    base = ["m", "--enable-auto-tool-choice", "--tool-call-parser", "my_parser"]
+    assert exit_code(base) == 1
+    assert exit_code([*base, "--tool-parser-plugin", str(tmp_path / "missing.py")]) == 1
+    assert exit_code([*base, "--tool-parser-plugin", str(plugin)]) is None
