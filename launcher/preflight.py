@@ -189,7 +189,8 @@ def check_host(plan, rt, name: str, reach: dict[str, str | None] | None = None) 
             if err:
                 return [Problem(name, f"the Docker daemon at {url} does not answer ({err.splitlines()[0]})",
                                 "start Docker on the host (systemctl start docker) and check the inventory's "
-                                "docker: URL / ssh access", "unreachable")]
+                                "docker: URL / ssh access (rootless Docker, Docker Desktop, Colima: set docker:, "
+                                "or DOCKER_HOST, to the socket `docker context inspect` shows)", "unreachable")]
         for image in sorted({p.container.image for p in procs if p.container}):
             for url in urls:
                 try:

@@ -46,8 +46,10 @@ def daemon_errors(url: str, what: str):
     except (docker.errors.DockerException, requests.exceptions.ConnectionError, OSError) as exc:
         raise RuntimeFailure(
             f"{what}: cannot reach the Docker daemon ({redact(str(exc))[:300]})", where=f"docker {url}",
-            fix="start Docker on that host (`systemctl start docker`), check the inventory's `docker:` URL, "
-                "and that your user may use it (the docker group; for ssh:// a working `ssh` login)") from None
+            fix="start Docker on that host (`systemctl start docker`), check the inventory's `docker:` URL "
+                "(rootless Docker, Docker Desktop, Colima: set it, or DOCKER_HOST, to `docker context inspect` "
+                "'s Endpoints.docker.Host), and that your user may use it (the docker group; for ssh:// a "
+                "working `ssh` login)") from None
 
 
 class Clients:

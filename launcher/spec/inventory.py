@@ -120,7 +120,11 @@ class Host(Strict):
         if self.docker and self.docker != "local":
             return self.docker
         if self.docker == "local" or self.is_local:
-            return "unix:///var/run/docker.sock"
+            # the daemon the docker CLI would use here: DOCKER_HOST (rootless Docker, Docker Desktop, Colima
+            # export it), else the system socket
+            import os
+
+            return os.environ.get("DOCKER_HOST", "").strip() or "unix:///var/run/docker.sock"
         user = f"{self.ssh.user}@" if self.ssh.user else ""
         port = f":{self.ssh.port}" if self.ssh.port != 22 else ""
         return f"ssh://{user}{self.address}{port}"

@@ -128,3 +128,15 @@ def test_recipes_lists_shipped_and_local_recipes_first(isolated, tmp_path):
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["nemotron"]["engine"] == "openai"  # ./recipes wins over the shipped one
     assert {"qwen3-coder", "lmstudio-qwen3-coder", "llamacpp-qwen3-coder", "qwen3-coder-vllm"} <= set(rows)
+
+
+def test_a_local_docker_host_follows_DOCKER_HOST(monkeypatch):
+    """Rootless Docker, Docker Desktop and Colima export DOCKER_HOST; the docker CLI and SDK use it."""
+    from launcher.spec.inventory import Host
+
+    h = Host(address="localhost")
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert h.docker_url("me") == "unix:///var/run/docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    assert h.docker_url("me") == "unix:///run/user/1000/docker.sock"
+    assert Host(address="localhost", docker="tcp://10.0.0.9:2375").docker_url("me") == "tcp://10.0.0.9:2375"
