@@ -17,6 +17,19 @@ MODEL_VARS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", 
               "CLAUDE_CODE_SUBAGENT_MODEL")
 
 
+# Claude Code 2.1.330 (checked against the CLI): CLAUDE_CODE_AUTO_COMPACT_WINDOW below 100k "reads as …,
+# so Claude Code treats it as the 100k minimum"; CLAUDE_CODE_MAX_CONTEXT_TOKENS is the window of a model it
+# does not recognize, and it compacts at window − min(max output, 20,000) − 13,000.
+AUTO_COMPACT_MIN = 100_000
+COMPACT_RESERVE = 13_000
+COMPACT_OUTPUT_CAP = 20_000
+
+
+def compact_threshold(context: int, output: int) -> int:
+    """The conversation size at which Claude Code compacts, for a window of `context` tokens."""
+    return context - min(output, COMPACT_OUTPUT_CAP) - COMPACT_RESERVE
+
+
 class Claude(Agent):
     name = "claude"
     binary = "claude"
@@ -29,10 +42,19 @@ class Claude(Agent):
         env = {"ANTHROPIC_BASE_URL": deployment.root_url.rstrip("/"), "ANTHROPIC_API_KEY": ""}
         for var in MODEL_VARS:
             env[var] = deployment.model
-        env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(lim.context)
+        notes = [lim.note] if lim.note else []
+        # the window of a model Claude Code does not know (it would assume its own default otherwise)
+        env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] = str(lim.context)
+        if lim.context >= AUTO_COMPACT_MIN:
+            env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(lim.context)
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(lim.output)
         env["DISABLE_ERROR_REPORTING"] = "1"
-        return env, [lim.note] if lim.note else []
+        left = compact_threshold(lim.context, lim.output)
+        if left < lim.context // 2:
+            notes.append(f"Claude Code compacts at context − min(output, 20,000) − 13,000 = {max(left, 0):,} "
+                         f"tokens here: with a {lim.context:,}-token context it compacts early and often "
+                         "(serve a longer context, or use --agent opencode)")
+        return env, notes
 
     def configure(self, deployment, *, recipe, key_source, write: str = "default", cwd: Path | None = None,
                   dry_run: bool = False, environ: Mapping[str, str] | None = None) -> ConfigResult:

@@ -210,6 +210,16 @@ def _pick_tool(tools: list[dict], tool_choice: Any, prefer: str | None = None) -
     return tools[0]
 
 
+def _named_tool(tools: list[dict], text: str) -> str | None:
+    """The tool the user's message names ("use the Read tool"), as a model would follow it; agents
+    send dozens of tools and the first is rarely the one asked for (Claude Code's first is Agent)."""
+    names = sorted((tool_name(t) for t in tools), key=len, reverse=True)
+    for name in names:
+        if name and re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text):
+            return name
+    return None
+
+
 def plan_turn(messages: list[dict], tools: list[dict] | None, tool_choice: Any, budget: int, cfg,
               thinking: bool = True) -> Turn:
     """Decide the answer for a chat request. budget = max_tokens (already defaulted); thinking=False
@@ -231,7 +241,7 @@ def plan_turn(messages: list[dict], tools: list[dict] | None, tool_choice: Any, 
                 call_tool = _pick_tool(tools, tool_choice, ids.get(str(last.get("tool_call_id") or "")))
                 thought = f"The tool result did not settle it; I will call {tool_name(call_tool)} again."
         else:
-            call_tool = _pick_tool(tools, tool_choice)
+            call_tool = _pick_tool(tools, tool_choice, _named_tool(tools, _last_user_text(messages)))
             args = arguments_for(tool_schema(call_tool))
             thought = (f"The user asks: {_snippet(_last_user_text(messages), 60)!r}. "
                        f"I should call {tool_name(call_tool)} with {json.dumps(args)}.")

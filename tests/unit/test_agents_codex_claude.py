@@ -91,6 +91,22 @@ def test_claude_environment(isolated, tmp_path):
                 "CLAUDE_CODE_SUBAGENT_MODEL"):
         assert env[var] == "org/model"
     assert env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "100000"
+    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "100000"
     assert env["DISABLE_ERROR_REPORTING"] == "1"
     with pytest.raises(InputError, match="through the environment"):
         claude.configure(make_dep(), recipe=r, key_source=r.api_key, write="global")
+
+
+
+def test_claude_small_contexts_use_the_unknown_model_window_not_the_auto_compact_window():
+    """Claude Code 2.1.330 treats CLAUDE_CODE_AUTO_COMPACT_WINDOW below 100k as 100k (it says so and
+    would overflow a 32k server); CLAUDE_CODE_MAX_CONTEXT_TOKENS sets the window of an unknown model."""
+    from launcher.agents.claude import Claude, compact_threshold
+
+    r = make_recipe()
+    dep = make_dep(Limits(context=32768, output=8192))
+    env, notes = Claude().environment(dep, r)
+    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "32768"
+    assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in env
+    assert compact_threshold(32768, 8192) == 11576
+    assert any("compacts at" in n and "11,576" in n for n in notes)
