@@ -204,8 +204,32 @@ def recall(recipe: str) -> dict | None:
         return None
 
 
-def down(recipe: str, *, runtimes=None) -> list[str]:
+def _docker_handles(rt, recipe: str, docker_urls: list[str]) -> list[Handle]:
+    """The recipe's labelled containers on each daemon (found, not remembered: another machine, or lost
+    state, still finds them through the recipe's inventory). A daemon that does not answer is said."""
+    from launcher import ui
+
+    out: list[Handle] = []
+    seen: set[str] = set()
+    for url in sorted(set(docker_urls) | set(known_docker_urls(recipe))):
+        try:
+            found = rt.find(recipe, docker_urls=[url])
+        except Exception as exc:  # noqa: BLE001 - one unreachable daemon must not hide the others
+            what = getattr(exc, "what", None) or str(exc)
+            ui.warn(f"could not list {recipe}'s containers on the Docker daemon at {url} ({what}); any there "
+                    "are still running")
+            continue
+        for h in found:
+            key = h.ref.get("container_id") or h.ref.get("exec_id") or f"{h.process}@{h.host}"
+            if key not in seen:
+                seen.add(key)
+                out.append(h)
+    return out
+
+
+def down(recipe: str, *, runtimes=None, docker_urls: list[str] | None = None) -> list[str]:
     """Stop every process launch started for a recipe (workers first, then the server / Ray head).
+    docker_urls: the daemons the recipe's plan uses (besides those in the deployment notes).
     Returns "process@host" for each one stopped; processes launch did not start are never touched."""
     from launcher import state
 
@@ -213,7 +237,10 @@ def down(recipe: str, *, runtimes=None) -> list[str]:
     order = {"server": 0, "ray-worker": 1, "worker": 1, "ray-head": 2}
     for rt in runtimes if runtimes is not None else _runtimes():
         try:
-            handles = [h for h in find_handles(rt, recipe) if h.recipe == recipe]
+            if rt.name == "docker" and docker_urls:
+                handles = [h for h in _docker_handles(rt, recipe, docker_urls) if h.recipe == recipe]
+            else:
+                handles = [h for h in find_handles(rt, recipe) if h.recipe == recipe]
         except Exception:  # noqa: BLE001
             continue
         # the server first (it holds the GPUs and the port), then workers, the Ray head last

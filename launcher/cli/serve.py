@@ -138,11 +138,25 @@ def _recipe_name(ref: str) -> str:
     return ref
 
 
+def _plan_docker_urls(ref: str) -> list[str]:
+    """The Docker daemons the recipe's plan uses, so `down` finds its labelled containers even without
+    this machine's notes; [] when the recipe does not load here (the notes still count)."""
+    from launcher.errors import LauncherError
+
+    try:
+        from launcher.plan import build_for
+
+        _, plan = build_for(ref)
+    except LauncherError:
+        return []
+    return sorted({p.docker_url for p in plan.processes if p.docker_url}) if plan.runtime == "docker" else []
+
+
 def down(recipe: str = typer.Argument(..., help="Recipe name or path.")):
     from launcher import ui
     from launcher.deploy import down as do_down
 
-    stopped = do_down(_recipe_name(recipe))
+    stopped = do_down(_recipe_name(recipe), docker_urls=_plan_docker_urls(recipe))
     if stopped:
         ui.out(f"stopped {', '.join(stopped)}")
     else:

@@ -138,3 +138,42 @@ def test_docker_oomkilled_is_diagnosed_and_removed(simenv, docker_double):
     text = exc.render()
     assert "OOMKilled" in text and "gpu_memory_utilization" in text and "checkpoint shards:  41%" in text
     assert double.containers == {}  # what this launch started is removed
+
+
+def test_down_finds_the_labelled_container_without_local_notes(simenv, docker_double):
+    """Deployments are found, not remembered: with this machine's state gone (another machine, or a
+    wiped state dir), `launch down RECIPE` asks the recipe's Docker daemons for launch's labels."""
+    import shutil
+
+    from conftest import run_launch
+    from launcher import deploy
+    from launcher.sim.vllm_config import SimConfig
+    from launcher.sim.vllm_server import VllmSim
+
+    double = docker_double
+    recipe_l, plan = _plan(simenv, double, "lost")
+    sims = []
+
+    def play(c):
+        cfg = SimConfig(port=plan.processes[0].port, served_model_name=plan.served_name, max_model_len=32768,
+                        load_seconds=0.2, quiet=True, api_key=simenv["env"][KEY_ENV],
+                        on_log=lambda line: double.add_log(c["Id"], line + "\n"))
+        sims.append(VllmSim(cfg).start(wait=False))
+
+    t = _when_running(double, play)
+    try:
+        deploy.up(plan, recipe_l, timeout=30)
+    finally:
+        t.join(5)
+    try:
+        assert len(double.containers) == 1
+        shutil.rmtree(simenv["dir"] / "state")  # launch's notes are gone; the container's labels are not
+        by_name = run_launch("down", "lost", env=simenv["env"])
+        assert by_name.returncode == 0 and "nothing launch started for lost" in by_name.stdout  # no recipe, no daemon
+        cp = run_launch("down", str(recipe_l.source.path), env=simenv["env"])
+        assert cp.returncode == 0, cp.stderr
+        assert "stopped server@box" in cp.stdout
+        assert double.containers == {}
+    finally:
+        for s in sims:
+            s.stop()
