@@ -159,7 +159,6 @@ def up(plan, recipe, *, replace: bool = False, timeout: float | None = None, pro
 
 def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, clock: Clock) -> Deployment:
     from launcher import auth, http
-    from launcher.capacity_read import capacity_from_lmstudio
 
     timeout = float(timeout or plan.startup_timeout)
     o = recipe.lmstudio
@@ -217,13 +216,7 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
         raise ServerFailed(f"LM Studio reports {key} as not loaded after loading it", where=f"{url}/api/{api}/models",
                            fix="check LM Studio's log (Developer tab) for why it unloaded")
     instance, ctx = got
-    if from_ps:
-        cap = Capacity(kv_tokens=ctx, max_concurrency=1.0, max_model_len=ctx, slots=1,
-                       source="lmstudio `lms ps --json` contextLength")
-    else:
-        cap = capacity_from_lmstudio(doc, instance)
-        if cap.max_model_len is None:
-            cap = capacity_from_lmstudio(doc, key)
+    cap = _loaded_capacity(doc, instance, key, ctx, bool(from_ps))
     if ctx < want:
         rep.warn(f"LM Studio loaded {key} with a {ctx}-token context, not the {want} asked for (it reduces the "
                 f"context silently when memory is short); using {ctx}")
@@ -236,12 +229,22 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
                       reasoning=reports_reasoning(row))
 
 
+def _loaded_capacity(doc, instance: str, key: str, ctx: int, from_ps: bool) -> Capacity:
+    """What LM Studio loaded: from `lms ps --json` (one slot of ctx) or from its REST models list."""
+    from launcher.capacity_read import capacity_from_lmstudio
+
+    if from_ps:
+        return Capacity(kv_tokens=ctx, max_concurrency=1.0, max_model_len=ctx, slots=1,
+                        source="lmstudio `lms ps --json` contextLength")
+    cap = capacity_from_lmstudio(doc, instance)
+    return cap if cap.max_model_len is not None else capacity_from_lmstudio(doc, key)
+
+
 def read_running(plan, recipe) -> tuple[Deployment | None, str, str]:
     """Read only (nothing started or loaded): the context LM Studio really loaded the recipe's model with.
     Returns (deployment or None, what was found or why not, the server URL)."""
     from launcher import auth, http
     from launcher.bringup.laptop_common import recipe_spec
-    from launcher.capacity_read import capacity_from_lmstudio
     from launcher.errors import LauncherError
 
     recipe = recipe_spec(plan, recipe)
@@ -265,13 +268,7 @@ def read_running(plan, recipe) -> tuple[Deployment | None, str, str]:
     if got is None:
         return None, f"LM Studio at {url} has not loaded '{key}'", url
     instance, ctx = got
-    if from_ps:
-        cap = Capacity(kv_tokens=ctx, max_concurrency=1.0, max_model_len=ctx, slots=1,
-                       source="lmstudio `lms ps --json` contextLength")
-    else:
-        cap = capacity_from_lmstudio(doc, instance)
-        if cap.max_model_len is None:
-            cap = capacity_from_lmstudio(doc, key)
+    cap = _loaded_capacity(doc, instance, key, ctx, from_ps)
     dep = Deployment(recipe=plan.recipe, engine="lmstudio", base_url=url + "/v1", model=instance,
                      plan_hash=plan.hash, attached=True, capacity=cap, version=api,
                      reasoning=reports_reasoning(eng.find_model(doc, key)))

@@ -119,7 +119,7 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
     urls = [p.docker_url for p in plan.processes if p.docker_url]
     try:
         recorded = [h for h in find_handles(rt, plan.recipe, urls) if h.recipe == plan.recipe]
-    except LauncherError as exc:
+    except LauncherError:
         # a host or daemon that cannot be reached holds nothing to attach to; preflight lists
         # every such problem at once, each with its fix
         progress.note(f"could not look for a running {plan.recipe} (a host or its Docker daemon did not answer); checking the hosts")
