@@ -64,22 +64,27 @@ def _when_running(double, act, timeout=20.0):
     return t
 
 
-def test_docker_up_labels_and_down(simenv, docker_double):
-    from launcher import deploy
+def _play_vllm(double, plan, simenv, sims: list, load_seconds: float):
+    """Once launch has started the container: a vLLM simulator on the plan's port, logging into it."""
     from launcher.sim.vllm_config import SimConfig
     from launcher.sim.vllm_server import VllmSim
+
+    def play(c):
+        cfg = SimConfig(port=plan.processes[0].port, served_model_name=plan.served_name, max_model_len=32768,
+                        load_seconds=load_seconds, quiet=True, api_key=simenv["env"][KEY_ENV],
+                        on_log=lambda line: double.add_log(c["Id"], line + "\n"))
+        sims.append(VllmSim(cfg).start(wait=False))
+
+    return _when_running(double, play)
+
+
+def test_docker_up_labels_and_down(simenv, docker_double):
+    from launcher import deploy
 
     double = docker_double  # the image is not there yet: launch pulls it, showing per-layer progress
     recipe_l, plan = _plan(simenv, double, "dock")
     sims = []
-
-    def play(c):
-        cfg = SimConfig(port=plan.processes[0].port, served_model_name=plan.served_name, max_model_len=32768,
-                        load_seconds=0.3, quiet=True, api_key=simenv["env"][KEY_ENV],
-                        on_log=lambda line: double.add_log(c["Id"], line + "\n"))
-        sims.append(VllmSim(cfg).start(wait=False))
-
-    t = _when_running(double, play)
+    t = _play_vllm(double, plan, simenv, sims, 0.3)
     progress = Recorder()
     try:
         d = deploy.up(plan, recipe_l, timeout=30, progress=progress)
@@ -147,20 +152,11 @@ def test_down_finds_the_labelled_container_without_local_notes(simenv, docker_do
 
     from conftest import run_launch
     from launcher import deploy
-    from launcher.sim.vllm_config import SimConfig
-    from launcher.sim.vllm_server import VllmSim
 
     double = docker_double
     recipe_l, plan = _plan(simenv, double, "lost")
     sims = []
-
-    def play(c):
-        cfg = SimConfig(port=plan.processes[0].port, served_model_name=plan.served_name, max_model_len=32768,
-                        load_seconds=0.2, quiet=True, api_key=simenv["env"][KEY_ENV],
-                        on_log=lambda line: double.add_log(c["Id"], line + "\n"))
-        sims.append(VllmSim(cfg).start(wait=False))
-
-    t = _when_running(double, play)
+    t = _play_vllm(double, plan, simenv, sims, 0.2)
     try:
         deploy.up(plan, recipe_l, timeout=30)
     finally:
