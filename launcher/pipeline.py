@@ -61,6 +61,10 @@ def context_check_for(plan, chosen: str | None) -> tuple[str, str | None]:
             raise InputError(f"--context-check {chosen!r} is not one of {', '.join(CONTEXT_CHECKS)}",
                              fix="use --context-check full, length or off")
         return chosen, None
+    if getattr(plan, "engine", "vllm") != "vllm":
+        # Ollama and llama-server do not refuse an over-long request up front (Ollama truncates the prompt):
+        # only the full prompt shows whether the context holds
+        return "full", None
     unified = [n for n, h in (getattr(plan, "hosts", None) or {}).items()
                if ((h or {}).get("gpus") or {}).get("unified_memory")]
     if unified:

@@ -20,9 +20,15 @@ def test_shipped_nemotron_on_gb10_uses_the_length_check_and_says_why():
 
 
 def test_discrete_gpu_hosts_send_the_full_prompt():
-    plan = SimpleNamespace(hosts={"box": {"gpus": {"count": 1, "unified_memory": False}}})
+    plan = SimpleNamespace(engine="vllm", hosts={"box": {"gpus": {"count": 1, "unified_memory": False}}})
     assert context_check_for(plan, None) == ("full", None)
-    assert context_check_for(SimpleNamespace(hosts={}), None) == ("full", None)
+    assert context_check_for(SimpleNamespace(engine="vllm", hosts={}), None) == ("full", None)
+
+
+def test_laptop_engines_on_unified_memory_still_send_the_full_prompt():
+    """Ollama truncates an over-long prompt instead of refusing it: only the full prompt proves the context."""
+    plan = SimpleNamespace(engine="ollama", hosts={"mac": {"gpus": {"count": 1, "unified_memory": True}}})
+    assert context_check_for(plan, None) == ("full", None)
 
 
 def test_the_user_choice_wins_and_a_bad_one_is_named():
