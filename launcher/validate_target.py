@@ -71,12 +71,14 @@ def key_from_env(var: str) -> str:
 def validate_target(target: str, *, model: str | None = None, key_env: str | None = None,
                     api_style: str | None = None, deployment: str | None = None, api_version: str | None = None,
                     context_limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS,
-                    timeout: float = 120, check_auth: bool = True, context_check: str = "full") -> Report:
-    """Validate a recipe (by name or path) or a base URL. Bad input raises InputError/SecretError."""
+                    timeout: float = 120, check_auth: bool = True, context_check: str | None = None) -> Report:
+    """Validate a recipe (by name or path) or a base URL. Bad input raises InputError/SecretError.
+    context_check None: "full", except a vLLM recipe on unified-memory hosts ("length", as `launch RECIPE`)."""
     from launcher.validate import check_context_form
 
-    check_context_form(context_check)
-    kw = dict(max_tokens=max_tokens, timeout=timeout, check_auth=check_auth, context_check=context_check)
+    if context_check is not None:
+        check_context_form(context_check)
+    kw = dict(max_tokens=max_tokens, timeout=timeout, check_auth=check_auth, context_check=context_check or "full")
     if is_url(target):
         base_url = target.rstrip("/")
         api_key = key_from_env(key_env) if key_env else None
@@ -94,6 +96,13 @@ def validate_target(target: str, *, model: str | None = None, key_env: str | Non
     from launcher.plan import build_for
 
     recipe_l, plan = build_for(target)
+    if context_check is None:
+        from launcher import ui
+        from launcher.pipeline import context_check_for
+
+        kw["context_check"], why = context_check_for(plan, None)
+        if why:
+            ui.info(why)
     if key_env:
         api_key = key_from_env(key_env)
     elif plan.api_key:
@@ -101,7 +110,7 @@ def validate_target(target: str, *, model: str | None = None, key_env: str | Non
     else:
         api_key = None
     opts = recipe_options(recipe_l)
-    if not context_limit and "context_limit" not in opts and context_check != "off":
+    if not context_limit and "context_limit" not in opts and kw["context_check"] != "off":
         measured = measured_context(recipe_l, plan)
         if measured:
             opts["context_limit"] = measured

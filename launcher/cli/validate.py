@@ -25,11 +25,11 @@ def validate(target: str = typer.Argument(..., metavar="RECIPE|BASE_URL",
              api_version: Optional[str] = typer.Option(None, "--api-version", help="Azure: the api-version."),
              context: Optional[int] = typer.Option(None, "--context", help="Check that a prompt just under "
                                                    "this many tokens is accepted."),
-             context_check: str = typer.Option("full", "--context-check", metavar="full|length|off",
-                                               help="full: a prompt just under the limit (a real prefill "
-                                                    "of that length); length: a short prompt whose "
-                                                    "max_tokens fills the limit (the server's length check, "
-                                                    "no long prefill: for unified-memory hosts); off."),
+             context_check: Optional[str] = typer.Option(
+                 None, "--context-check", metavar="full|length|off",
+                 help="full: a prompt just under the limit (a real prefill of that length); length: a short "
+                      "prompt whose max_tokens fills the limit (the server's length check, no long prefill; "
+                      "the default for vLLM recipes on unified-memory hosts); off. Default: full."),
              max_tokens: int = typer.Option(4096, "--max-tokens", help="Output budget of the check requests."),
              timeout: float = typer.Option(120, "--timeout", help="Seconds to wait for each answer."),
              no_auth: bool = typer.Option(False, "--no-auth-check", help="Skip the request without the key.")):
