@@ -60,7 +60,7 @@ def test_api_up_line_triggers_an_immediate_probe():
     t0 = time.monotonic()
     res = watch_startup(feed, exited=lambda: None, probe=probe, timeout=30, slow_probe=60)
     assert res.ready and res.failure is None
-    assert time.monotonic() - t0 < 1.0  # not the 60 s fallback probe
+    assert time.monotonic() - t0 < 5.0  # not the 60 s fallback probe (slack for a loaded machine)
     assert len(calls) <= 3  # one early probe, then the one the API-up line triggered
     feed.close()
 
