@@ -285,8 +285,18 @@ def test_ssh_daemon_reached_with_the_inventory_ssh_settings(isolated, ssh_docker
         rt.clients.close()
     # the pooled `ssh … docker system dial-stdio` processes end with the client
     me = psutil.Process()
-    assert wait_for(lambda: not [c for c in me.children(recursive=True)
-                                 if "dial-stdio" in " ".join(c.cmdline())], 5)
+
+    def dialers():
+        out = []
+        for c in me.children(recursive=True):
+            try:  # a child may exit between the listing and the look at its argv
+                if "dial-stdio" in " ".join(c.cmdline()):
+                    out.append(c.pid)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+        return out
+
+    assert wait_for(lambda: not dialers(), 5)
     assert wait_for(lambda: sshd.leftovers() == [], 5)
 
 
