@@ -307,7 +307,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         want = {1} if q.get("stdout") in ("1", "true") else set()
         want |= {2} if q.get("stderr") in ("1", "true") else set()
-        entries = [e for e in d.logs[c["Id"]] if e[0] in want]
+        with d.cond:  # one snapshot: a line added while we answer is sent by the follow loop, not lost
+            snap = list(d.logs[c["Id"]])
+        entries = [e for e in snap if e[0] in want]
         tail = q.get("tail", "all")
         if tail != "all":
             entries = entries[-int(tail):] if int(tail) else []
@@ -320,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if not self._write(data):
                 return
-            sent = len(d.logs[c["Id"]])
+            sent = len(snap)
             while True:
                 with d.cond:
                     d.cond.wait_for(lambda: len(d.logs[c["Id"]]) > sent or not c["State"]["Running"], timeout=0.1)

@@ -66,4 +66,15 @@ def secret_in_any_cmdline(secret: str) -> list[str]:
     return hits
 
 
-__all__ = ["SECRET", "CHILD", "make_plan", "child_argv", "wait_for", "secret_in_any_cmdline", "ContainerSpec"]
+__all__ = ["SECRET", "CHILD", "make_plan", "child_argv", "wait_for", "secret_in_any_cmdline", "still_running",
+           "ContainerSpec"]
+
+
+def still_running(p) -> bool:
+    """A process that runs and is not a zombie; one that exits while we look is not running."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return False

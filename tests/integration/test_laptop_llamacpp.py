@@ -14,6 +14,7 @@ import pytest
 
 from conftest import free_port
 from laptop_helpers import Steps, plan_recipe
+from runtime_helpers import still_running
 from launcher import runtimes
 from launcher.bringup import llamacpp
 from launcher.errors import InputError, ServerFailed
@@ -100,7 +101,7 @@ def test_start_measure_attach_stop(llama_env, tmp_path):
     rt = llama_env["rt"]
     for h in rt.find("t-llama"):
         rt.stop(h, timeout=10)
-    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+    assert not still_running(server)
     assert _servers(port) == [] and _port_closed(port)
 
 

@@ -59,20 +59,20 @@ def test_already_on_is_success_and_sends_no_switch(kind):
 
 def test_shelly_gen2_toggle_after_plug_finishes_the_cycle():
     with make("shelly") as dev:
-        drv = ShellyDriver(dev.url, toggle_after=0.6)
+        drv = ShellyDriver(dev.url, toggle_after=3)  # room to see "off" on a loaded machine
         res = Power(drv, **FAST).reboot()
         assert res.ok and res.native and res.off_confirmed
         body = [r["body"] for r in dev.requests if r["method"] == "POST"]
-        assert body == [{"id": 1, "method": "Switch.Set", "params": {"id": 0, "on": False, "toggle_after": 0.6}}]
+        assert body == [{"id": 1, "method": "Switch.Set", "params": {"id": 0, "on": False, "toggle_after": 3}}]
 
 
 def test_tasmota_backlog_cycle_and_password_masked():
     with make("tasmota", password="tas-secret-1") as dev:
-        drv = TasmotaDriver(dev.url, password="tas-secret-1", toggle_after=0.5)
+        drv = TasmotaDriver(dev.url, password="tas-secret-1", toggle_after=3)  # room to see "off"
         res = Power(drv, **FAST).reboot()
         assert res.ok and res.native
         raw = [r["raw_path"] for r in dev.requests]
-        assert "/cm?user=admin&password=tas-secret-1&cmnd=Backlog%20Power%20Off%3BDelay%205%3BPower%20On" in raw
+        assert "/cm?user=admin&password=tas-secret-1&cmnd=Backlog%20Power%20Off%3BDelay%2030%3BPower%20On" in raw
         assert any("password=[set]" in s for s in res.sent)
 
 

@@ -13,7 +13,7 @@ from launcher import state
 from launcher.errors import InputError, RuntimeFailure
 from launcher.runtimes import get, runtime_class
 from launcher.runtimes.local import LocalRuntime
-from runtime_helpers import SECRET, child_argv, make_plan, secret_in_any_cmdline, wait_for
+from runtime_helpers import SECRET, child_argv, make_plan, secret_in_any_cmdline, still_running, wait_for
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_secret_only_in_environment_and_stop_leaves_nothing(rt):
     assert rt.alive(h) and rt.exit_info(h) is None
     assert SECRET not in state.record_path(plan.recipe, proc.name, proc.host).read_text()
     rt.stop(h, timeout=5)
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+    assert not any(still_running(p) for p in tree)
     assert rt.exit_info(h) is not None and rt.find("rt-test") == []  # stopped: record forgotten
     assert SECRET not in open(h.log_path).read()
     rt.stop(h)  # already gone: a no-op
@@ -132,5 +132,5 @@ def test_vllm_simulator_as_vllm(rt, tmp_path, monkeypatch):
     assert secret_in_any_cmdline(SECRET) == []
     tree = [psutil.Process(h.ref["pid"]), *psutil.Process(h.ref["pid"]).children(recursive=True)]
     rt.stop(h, timeout=5)
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+    assert not any(still_running(p) for p in tree)
     assert SECRET not in open(h.log_path).read()

@@ -29,7 +29,7 @@ def rt(isolated, tmp_path):
                        f"open({str(record)!r}, 'a').write(json.dumps(sys.argv) + '\\n')\n"
                        "os.execvp('ssh', ['ssh', *sys.argv[1:]])\n")
     wrapper.chmod(0o755)
-    r = SshRuntime(ssh=str(wrapper), connect_timeout=2)
+    r = SshRuntime(ssh=str(wrapper), connect_timeout=10)  # handshake included, on a loaded machine
     r.argv_record = record
     return r
 

@@ -116,7 +116,7 @@ def test_recorded_requests_never_keep_the_key(tmp_path, client):
 
 
 def test_connection_refused_while_booting():
-    s = VllmSim(SimConfig(quiet=True, load_seconds=1.5)).start(wait=False)
+    s = VllmSim(SimConfig(quiet=True, load_seconds=5)).start(wait=False)  # the first GET lands while booting
     try:
         with pytest.raises(httpx.ConnectError):
             httpx.get(s.url + "/health", timeout=2)
@@ -384,7 +384,7 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_metrics_move_while_generating(client):
-    s = make(latency_s=1.5, kv_tokens=100000, max_model_len=50000)
+    s = make(latency_s=5, kv_tokens=100000, max_model_len=50000)  # a /metrics poll lands while it runs
     try:
         before = client.get(s.url + "/metrics").text
         assert 'num_gpu_blocks="6250"' in before and 'kv_cache_size_tokens="100000"' in before
@@ -470,7 +470,7 @@ def test_64_instances_in_one_process():
         t0 = time.monotonic()
         for s in sims:
             s.stop()
-        assert time.monotonic() - t0 < 10  # a serial poll-interval wait per server would take 32 s
+        assert time.monotonic() - t0 < 20  # a serial poll-interval wait per server would take 32 s
     time.sleep(0.1)
     assert threading.active_count() <= before + 70  # only lingering keep-alive handler threads
 
@@ -503,7 +503,7 @@ def test_booting_and_idle_cost_no_cpu():
     try:
         assert s.wait_ready(10)
         time.sleep(0.3)
-        assert time.process_time() - c0 < 0.5  # spinning through 1.3 s would cost about 1.3 s of CPU
+        assert time.process_time() - c0 < 0.8  # spinning through 1.3 s would cost about 1.3 s of CPU
         assert s.ready_at is not None and s.ready_at <= time.time()
     finally:
         s.stop()

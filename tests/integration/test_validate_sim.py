@@ -227,7 +227,7 @@ def test_checks_run_concurrently(sim_factory):
     """Four generations at 1 s each: one after another would take ≥ 4 s; the gate waits only for
     the tool call and then the round trip (≈ 2 s). Judged by when the requests arrived (sent one
     after another, no two could arrive less than 1 s apart), so a loaded machine cannot fake it;
-    the elapsed bound stays under the 4 s that one-after-another would need, with 2 s of slack."""
+    the elapsed bound only catches a gate that hangs."""
     latency = 1.0
     sim = sim_factory(latency_s=latency, max_model_len=16384)
     rep = run(sim, context_limit=16384)
@@ -235,7 +235,7 @@ def test_checks_run_concurrently(sim_factory):
     arrived = sorted(r["time"] for r in sim.requests if r["path"] == "/v1/chat/completions")
     assert len(arrived) == 4
     assert min(b - a for a, b in zip(arrived, arrived[1:])) < latency / 2, arrived
-    assert 2 * latency <= rep.elapsed < 4 * latency, rep.elapsed
+    assert 2 * latency <= rep.elapsed < 8 * latency, rep.elapsed  # the arrivals above prove the overlap
 
 
 def test_attach_bringup_names_what_is_wrong(sim_factory, tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ hosts:
         journal = tmp_path / "j.jsonl"
         try:
             r = launch("watchdog", str(inv), "--once", "--dry-run", "--failures", "1", "--grace", "0",
-                       "--timeout", "0.5", "--journal", str(journal), timeout=60)
+                       "--timeout", "2", "--journal", str(journal), timeout=60)
         finally:
             sim.stop()
             ok.stop()

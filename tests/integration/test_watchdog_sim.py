@@ -116,9 +116,9 @@ def test_healthy_busy_node_is_never_cycled():
     workers = [threading.Thread(target=load, daemon=True) for _ in range(3)]
     for w in workers:
         w.start()
-    policy = D.Policy(period=PERIOD, timeout=1.0, failures=2, grace=0, delay_max=0, stall=0)  # strictest
+    policy = D.Policy(period=PERIOD, timeout=5.0, failures=2, grace=0, delay_max=0, stall=0)  # strictest
     wd = Watchdog([Node("n1", Target("n1", [sim.url]))], policy=policy, journal=Journal(None, console=None),
-                  prober=Prober(timeout=1.0, generate_every=0))
+                  prober=Prober(timeout=5.0, generate_every=0))
     wd.nodes["n1"].state = D.NodeState("healthy")
 
     async def go():

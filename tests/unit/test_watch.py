@@ -78,7 +78,7 @@ def test_returns_the_moment_the_process_dies():
     t0 = time.monotonic()
     res = watch_startup(feed, exited=lambda: ExitInfo(code=1, reason="exited with code 1") if dead.is_set() else None,
                         probe=lambda: False, timeout=600, exit_poll=30)
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 15
     assert not res.ready and res.failure.kind == "exited" and "code 1" in res.failure.cause
     assert res.tail[-1] == "RuntimeError: boom"
 
@@ -87,7 +87,7 @@ def test_log_failure_wins_over_the_exit_and_lingering_process_is_bounded():
     feed = Feed(["Starting to load model x...", "ValueError: No available memory for the cache blocks."])
     t0 = time.monotonic()
     res = watch_startup(feed, exited=lambda: None, probe=lambda: False, timeout=600, fail_grace=0.3)
-    assert res.failure.kind == "no-kv" and time.monotonic() - t0 < 2.5
+    assert res.failure.kind == "no-kv" and time.monotonic() - t0 < 15
     feed.close()
 
 

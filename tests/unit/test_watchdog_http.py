@@ -109,7 +109,7 @@ def test_server_closing_idle_connection_reconnects_and_chunked_body():
 def test_hung_server_times_out_and_next_probe_uses_a_fresh_connection():
     async def go():
         async with Server("hang") as s:
-            p = Prober(timeout=0.3)
+            p = Prober(timeout=1.0)
             first = await p.probe(Target("n", [s.url]))
             conn, _ = p.conn(s.url)
             s.mode = "keep"
@@ -117,7 +117,7 @@ def test_hung_server_times_out_and_next_probe_uses_a_fresh_connection():
             await p.aclose()
             return first, second, conn, s
     first, second, conn, s = asyncio.run(go())
-    assert not first.service_ok and first.reason == f"health {s.url}: timed out" and first.elapsed < 3.0
+    assert not first.service_ok and first.reason == f"health {s.url}: timed out" and first.elapsed < 5.0
     assert [c.name for c in first.checks] == ["health"]  # /metrics only after a 200 /health
     assert [c.name for c in second.checks] == ["health", "heartbeat"]
     assert conn.connects == 2  # the timed-out connection was dropped, not reused mid-answer
