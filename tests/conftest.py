@@ -64,3 +64,22 @@ def launch(isolated):
         return run_launch(*args, **kw)
 
     return _run
+
+
+@pytest.fixture
+def sim_factory(request):
+    """In-process vLLM simulators, ready when returned and stopped after the test. A module's SIM_DEFAULTS
+    (e.g. its api_key) apply to each; keyword arguments override them."""
+    from launcher.sim import SimConfig, VllmSim
+
+    defaults = {"quiet": True, **getattr(request.module, "SIM_DEFAULTS", {})}
+    started = []
+
+    def make(**kw):
+        sim = VllmSim(SimConfig(**{**defaults, **kw})).start(timeout=20)
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()

@@ -60,6 +60,18 @@ def _agent_requests(record: Path, path: str) -> list[dict]:
     return [w for w in wire if w["path"] == path]
 
 
+def _no_key_left(proc, root: Path, record: Path) -> None:
+    """The key's value is in no output and no file (the simulator's own request record aside)."""
+    assert KEY not in proc.stdout + proc.stderr
+    assert not files_holding(root, KEY, skip={record})
+
+
+def _down(recipe: Path, env: dict, cwd: Path, port: int) -> None:
+    down = run_launch("down", str(recipe), env=env, cwd=cwd)
+    assert down.returncode == 0, down.stderr
+    _no_server_left(f"--port {port}")
+
+
 def test_launch_runs_the_real_codex_on_its_profile(isolated):
     codex = _cli("LAUNCHER_TEST_CODEX", "the Codex CLI", "scripts/test installs @openai/codex@0.169.0")
     port, record = free_port(), isolated / "wire.jsonl"
@@ -85,12 +97,9 @@ def test_launch_runs_the_real_codex_on_its_profile(isolated):
         assert calls, "Codex's requests never reached the server:\n" + proc.stdout[-2000:] + proc.stderr[-2000:]
         for w in calls:
             assert w["json"]["model"] == SERVED and w["auth_ok"]
-        assert KEY not in proc.stdout + proc.stderr
-        assert not files_holding(isolated, KEY, skip={record})
+        _no_key_left(proc, isolated, record)
     finally:
-        down = run_launch("down", str(recipe), env=env, cwd=isolated)
-    assert down.returncode == 0, down.stderr
-    _no_server_left(f"--port {port}")
+        _down(recipe, env, isolated, port)
 
 
 def test_launch_runs_the_real_claude_code_on_its_environment(isolated):
@@ -119,9 +128,6 @@ def test_launch_runs_the_real_claude_code_on_its_environment(isolated):
         assert any(b.get("type") == "tool_result" for w in calls for m in w["json"]["messages"]
                    if isinstance(m.get("content"), list) for b in m["content"])
         assert "According to the tool result" in proc.stdout
-        assert KEY not in proc.stdout + proc.stderr
-        assert not files_holding(isolated, KEY, skip={record})
+        _no_key_left(proc, isolated, record)
     finally:
-        down = run_launch("down", str(recipe), env=env, cwd=isolated)
-    assert down.returncode == 0, down.stderr
-    _no_server_left(f"--port {port}")
+        _down(recipe, env, isolated, port)

@@ -15,7 +15,7 @@ from launcher import http
 from launcher.capacity import derive_limits
 from launcher.capacity_read import capacity_from_vllm
 from launcher.errors import InputError
-from launcher.sim import SimConfig, VllmSim, count_tokens, messages_of_size
+from launcher.sim import VllmSim, count_tokens, messages_of_size
 
 
 def measure(sim: VllmSim, *, use_log: bool = True):
@@ -43,21 +43,7 @@ def preemptions(sim: VllmSim) -> float:
     raise AssertionError("no vllm:num_preemptions_total in /metrics")
 
 
-@pytest.fixture
-def sim_factory():
-    sims: list[VllmSim] = []
-
-    def make(**kw) -> VllmSim:
-        kw.setdefault("quiet", True)
-        kw.setdefault("reasoning_parser", None)
-        s = VllmSim(SimConfig(**kw)).start(timeout=20)
-        assert s.wait_ready(20)
-        sims.append(s)
-        return s
-
-    yield make
-    for s in sims:
-        s.stop()
+SIM_DEFAULTS = {"reasoning_parser": None}  # for the sim_factory fixture (tests/conftest.py)
 
 
 @pytest.mark.parametrize("log_format", ["new", "split", "v0"])

@@ -8,27 +8,13 @@ import json
 import pytest
 
 from conftest import run_launch
-from launcher.sim import SimConfig, VllmSim
 from launcher.validate import context_timeout, validate_endpoint
 
 KEY = "ctx-key-0123456789"
 SERVED = "nvidia/nemotron-3-super"
 
 
-@pytest.fixture
-def sim_factory():
-    started = []
-
-    def make(**kw):
-        kw.setdefault("api_key", KEY)
-        kw.setdefault("quiet", True)
-        s = VllmSim(SimConfig(**kw)).start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
+SIM_DEFAULTS = {"api_key": KEY}  # for the sim_factory fixture (tests/conftest.py)
 
 
 def _context_requests(sim):

@@ -11,27 +11,13 @@ import json
 import pytest
 
 from conftest import run_launch
-from launcher.sim import SimConfig, VllmSim
 from launcher.validate import CHECK_NAMES, validate_endpoint
 
 KEY = "sim-key-0123456789"
 SERVED = "nvidia/nemotron-3-super"
 
 
-@pytest.fixture
-def sim_factory():
-    started = []
-
-    def make(**kw):
-        kw.setdefault("api_key", KEY)
-        kw.setdefault("quiet", True)
-        sim = VllmSim(SimConfig(**kw)).start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for s in started:
-        s.stop()
+SIM_DEFAULTS = {"api_key": KEY}  # for the sim_factory fixture (tests/conftest.py)
 
 
 def run(sim, **kw):

@@ -17,6 +17,7 @@ from launcher.watchdog.budget import Alerter, Budget
 from launcher.watchdog.journal import Journal
 from launcher.watchdog.loop import Node, Watchdog
 from launcher.watchdog.probes import Check, Observation, Target
+from tests.loopback import LoopbackServer
 
 
 class FakePlug(Driver):
@@ -175,7 +176,7 @@ def test_flapping_zero_cycles():
     assert plugs["n1"].switches == [] and wd.cycles == []
 
 
-class MetricsServer:
+class MetricsServer(LoopbackServer):
     """A tiny HTTP/1.1 server on 127.0.0.1 standing for vLLM: /health 200, /metrics from a script (one entry
     per /metrics request, the last repeats), /v1/models and a tiny generation that answer (or 401)."""
 
@@ -221,14 +222,6 @@ class MetricsServer:
             pass
         finally:
             writer.close()
-
-    async def __aenter__(self):
-        self.srv = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.srv.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.srv.close()
 
 
 def run_real(script, rounds, *, policy=POLICY, restarter=None, key=None, api_key=None, alerter=None,

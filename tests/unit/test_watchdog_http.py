@@ -9,6 +9,7 @@ import asyncio
 
 from launcher.http import KeepAlive
 from launcher.watchdog.probes import Prober, Target, heartbeat_counters, parse_metrics
+from tests.loopback import LoopbackServer
 
 METRICS = b"""# HELP vllm:num_requests_running x
 vllm:num_requests_running{engine="0",model_name="m"} 2.0
@@ -29,7 +30,7 @@ def test_heartbeat_counters_match_the_full_parse():
     assert heartbeat_counters(b"vllm:num_requests_running 4\n") == (0.0, 0.0, 4.0)
 
 
-class Server:
+class Server(LoopbackServer):
     """Counts connections; `mode` decides how each request is answered."""
 
     def __init__(self, mode="keep"):
@@ -64,14 +65,6 @@ class Server:
             pass
         finally:
             writer.close()
-
-    async def __aenter__(self):
-        self.srv = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.srv.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.srv.close()
 
 
 def test_one_connection_reused_across_requests_with_headers():
