@@ -95,11 +95,6 @@ def resolve(source, *, where: str | None = None, env: dict[str, str] | None = No
     return value
 
 
-def secret_env(mapping: dict[str, object], *, where: str | None = None) -> dict[str, str]:
-    """Resolve {VAR: KeySource} to {VAR: value} for a child process's environment."""
-    return {name: resolve(src, where=where) for name, src in mapping.items()}
-
-
 def plan_secrets(plan, key: str | None) -> dict[str, str]:
     """Every secret value the plan's processes may get: the API key (as the engine's variable) and the
     recipe's `env: {NAME: {env|file|command: …}}` references, each named by its recipe line when missing."""

@@ -47,20 +47,14 @@ def derive_limits(recipe_l, deployment):
     return limits
 
 
-CONTEXT_CHECKS = ("full", "length", "off")
-
-
 def context_check_for(plan, chosen: str | None) -> tuple[str, str | None]:
     """How the gate proves limit.context, and why when it is not the full-length prompt. On unified-memory
     hosts (DGX Spark / GB10) a very long prefill has hard-reset hosts (reference/vllm.md), so the gate
     asks only the server's length check there unless told otherwise."""
-    from launcher.errors import InputError
+    from launcher.validate import check_context_form
 
     if chosen is not None:
-        if chosen not in CONTEXT_CHECKS:
-            raise InputError(f"--context-check {chosen!r} is not one of {', '.join(CONTEXT_CHECKS)}",
-                             fix="use --context-check full, length or off")
-        return chosen, None
+        return check_context_form(chosen), None
     if getattr(plan, "engine", "vllm") != "vllm":
         # Ollama and llama-server do not refuse an over-long request up front (Ollama truncates the prompt):
         # only the full prompt shows whether the context holds

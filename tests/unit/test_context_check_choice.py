@@ -34,5 +34,5 @@ def test_laptop_engines_on_unified_memory_still_send_the_full_prompt():
 def test_the_user_choice_wins_and_a_bad_one_is_named():
     _, plan = build_for("nemotron")
     assert context_check_for(plan, "full") == ("full", None)
-    with pytest.raises(InputError, match="--context-check 'fast'"):
+    with pytest.raises(InputError, match="unknown context check 'fast'"):
         context_check_for(plan, "fast")
