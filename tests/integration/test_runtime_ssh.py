@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import sys
+import time
 
 import psutil
 import pytest
@@ -94,7 +95,11 @@ def test_run_check_and_unreachable(rt, sshd):
     host = sshd.host_spec()
     r = rt.run(host, ["sh", "-c", "echo \"$1\"; echo err >&2; exit 4", "sh", "a b;$(x)"])
     assert (r.code, r.stdout, r.stderr.strip()) == (4, "a b;$(x)\n", "err")
-    assert rt.run(host, ["sleep", "10"], timeout=0.3).code == 124
+    # The limit is the command's timeout plus the connect timeout (10 s here), so the remote command
+    # must outlast both by far: `sleep 10` once finished at 10.2 s, inside the 10.3 s limit.
+    t0 = time.monotonic()
+    assert rt.run(host, ["sleep", "40"], timeout=0.3).code == 124
+    assert time.monotonic() - t0 < 30
     assert rt.check(host) is None
     bad = {"address": "127.0.0.1", "ssh": {**host["ssh"], "port": sshd.port + 1 if sshd.port < 65535 else 1}}
     msg = rt.check(bad, timeout=5)
