@@ -44,6 +44,29 @@ def check_env(env: dict[str, str], where: str) -> None:
                              fix="environment values must be one line")
 
 
+def parse_stat(line: str) -> tuple[str, str] | None:
+    """(state, starttime) from a /proc/<pid>/stat line; comm may hold spaces and parentheses."""
+    if ")" not in line:
+        return None
+    rest = line.rsplit(")", 1)[1].split()
+    if len(rest) < 20:
+        return None
+    return rest[0], rest[19]
+
+
+def start_ticks(pid: int) -> str | None:
+    """The kernel's start time of a local process in clock ticks since boot (/proc/<pid>/stat field
+    22): exact and immune to wall-clock steps, unlike psutil's create_time, which adds the boot time
+    re-read from /proc/stat and can move by a second after an NTP step. None where there is no /proc
+    (macOS) or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parsed = parse_stat(f.read())
+    except OSError:
+        return None
+    return parsed[1] if parsed else None
+
+
 class LineSplitter:
     """Bytes in, complete lines out (decoded, newline stripped); keeps a partial last line."""
 

@@ -18,11 +18,13 @@ from typing import Callable, Iterator
 from launcher import state
 from launcher.errors import RuntimeFailure
 from launcher.runtimes.base import CommandResult, ExitInfo, Handle, Runtime
-from launcher.runtimes.common import LineSplitter, check_env, exit_from_signal, exit_from_status
+from launcher.runtimes.common import LineSplitter, check_env, exit_from_signal, exit_from_status, start_ticks
 
 # "$1" is the exit file; the rest is the plan's argv, passed as arguments (never parsed by a shell).
 WRAPPER = 'f=$1; shift; "$@"; echo $? > "$f.tmp"; mv -f "$f.tmp" "$f"'
-_CT_TOLERANCE = 0.05  # seconds; psutil create_time is rounded to clock ticks
+# psutil's create_time adds a boot time re-read from /proc/stat, which a wall-clock step can move by a
+# second; the kernel's start ticks (recorded where /proc exists) are compared exactly instead.
+_CT_TOLERANCE = 1.0
 
 
 def _exit_file(log_path: str | Path) -> Path:
@@ -85,9 +87,12 @@ class LocalRuntime(Runtime):
             create_time = psutil.Process(child.pid).create_time()
         except psutil.NoSuchProcess:
             create_time = 0.0
+        ref = {"pid": child.pid, "create_time": create_time}
+        ticks = start_ticks(child.pid)
+        if ticks is not None:
+            ref["start_ticks"] = ticks
         handle = Handle(runtime=self.name, recipe=plan.recipe, plan_hash=plan.hash, process=proc.name,
-                        role=proc.role, host=proc.host, address=proc.address,
-                        ref={"pid": child.pid, "create_time": create_time}, log_path=str(log))
+                        role=proc.role, host=proc.host, address=proc.address, ref=ref, log_path=str(log))
         state.record(handle)
         return handle
 
@@ -104,7 +109,12 @@ class LocalRuntime(Runtime):
             child.poll()
         try:
             p = psutil.Process(pid)
-            if abs(p.create_time() - float(handle.ref.get("create_time", 0))) > _CT_TOLERANCE:
+            recorded = handle.ref.get("start_ticks")
+            ticks = start_ticks(pid) if recorded is not None else None
+            if ticks is not None:
+                if ticks != recorded:
+                    return None  # the pid now belongs to someone else
+            elif abs(p.create_time() - float(handle.ref.get("create_time", 0))) > _CT_TOLERANCE:
                 return None  # the pid now belongs to someone else
             if p.status() == psutil.STATUS_ZOMBIE:
                 return None

@@ -18,7 +18,7 @@ from launcher import state
 from launcher.auth import redact
 from launcher.errors import RuntimeFailure
 from launcher.runtimes.base import CommandResult, ExitInfo, Handle, Runtime
-from launcher.runtimes.common import check_env, exit_from_status
+from launcher.runtimes.common import check_env, exit_from_status, parse_stat
 from launcher.runtimes.local import run_local
 
 REMOTE_LOG_DIR = ".cache/launcher/logs"  # relative to the remote $HOME
@@ -65,16 +65,6 @@ exit 0
 FOLLOW = 'exec tail -n "$3" -F --pid="$1" "$2" 2>/dev/null'
 CONNECT_HINT = ("check that `ssh {dest}` logs in without a prompt (BatchMode): the key in ssh-agent or "
                 "ssh.identity_file in the inventory, and the host key in known_hosts")
-
-
-def parse_stat(line: str) -> tuple[str, str] | None:
-    """(state, starttime) from a /proc/<pid>/stat line; comm may hold spaces and parentheses."""
-    if ")" not in line:
-        return None
-    rest = line.rsplit(")", 1)[1].split()
-    if len(rest) < 20:
-        return None
-    return rest[0], rest[19]
 
 
 def host_dest(host: dict) -> str:

@@ -91,13 +91,25 @@ def test_sigkill_reported_as_killed_maybe_oom(rt):
     assert info.signal == signal.SIGKILL and "SIGKILL" in info.reason and "OOM" in info.reason
 
 
-def test_pid_reuse_detected_by_create_time(rt):
+def test_pid_reuse_detected_by_start_ticks_or_create_time(rt):
     plan, proc = make_plan(child_argv("sleep"))
     h = rt.start(proc, plan, {})
-    assert rt.alive(h)
-    forged = type(h)(**{**h.to_json(), "ref": {**h.ref, "create_time": h.ref["create_time"] - 1000}})
+    assert rt.alive(h) and h.ref["start_ticks"].isdigit()  # Linux: the kernel's start ticks recorded
+    other_ticks = str(int(h.ref["start_ticks"]) + 1)
+    forged = type(h)(**{**h.to_json(), "ref": {**h.ref, "start_ticks": other_ticks}})
     assert not rt.alive(forged)
     LocalRuntime().stop(forged)  # must not kill someone else's process
+    assert rt.alive(h)
+    # A wall-clock step moves psutil's create_time (boot time re-read from /proc/stat) by a second:
+    # the same start ticks still identify our process.
+    stepped = type(h)(**{**h.to_json(), "ref": {**h.ref, "create_time": h.ref["create_time"] - 1.0}})
+    assert rt.alive(stepped)
+    # A handle recorded without start ticks (no /proc, e.g. macOS) falls back to create_time.
+    no_ticks = {k: v for k, v in h.ref.items() if k != "start_ticks"}
+    assert rt.alive(type(h)(**{**h.to_json(), "ref": no_ticks}))
+    old = type(h)(**{**h.to_json(), "ref": {**no_ticks, "create_time": h.ref["create_time"] - 1000}})
+    assert not rt.alive(old)
+    LocalRuntime().stop(old)
     assert rt.alive(h)
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from launcher import state
 from launcher.errors import RuntimeFailure
-from launcher.runtimes.ssh import SshRuntime, parse_stat
+from launcher.runtimes.common import parse_stat
+from launcher.runtimes.ssh import SshRuntime
 from runtime_helpers import SECRET, child_argv, make_plan, secret_in_any_cmdline, wait_for
 from sshd import sshd  # noqa: F401  (fixture)
 
