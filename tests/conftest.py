@@ -14,8 +14,37 @@ REPO = Path(__file__).resolve().parent.parent
 LAUNCH = [sys.executable, "-m", "launcher.cli.main"]
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port for a server a test starts later (often in a subprocess).
+
+    Chosen below the kernel's ephemeral range, so the suite's own outgoing connections (which draw
+    their source ports from that range) cannot take it between this call and the server's bind; never
+    the same port twice in one run."""
+    import random
+
+    top = min(_ephemeral_start(), 32768)
+    for _ in range(200):
+        port = random.randrange(20000, max(top, 20001))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # an odd port range: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -126,6 +126,7 @@ agent: {{name: opencode, provider: flowprov, output: 8192}}
     _no_server_left(f"--port {port}")
 
 
+@pytest.mark.timeout(600)  # its own limits add up past the global 300 s: let them report first
 def test_launch_llamacpp_recipe_validates_honestly_then_opencode_gets_an_answer(isolated, opencode):
     from tests.llama_server import llama_server_binary, tiny_model
 

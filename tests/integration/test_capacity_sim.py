@@ -71,7 +71,7 @@ def test_kv_smaller_than_max_model_len_and_sessions(sim_factory):
     # A pool of 200,000 tokens behind max_model_len 131,072 (vLLM refuses to start when one request
     # of max_model_len does not fit the pool): two sessions at the max model length would overrun it;
     # each session's KV share is its limit.
-    sim = sim_factory(kv_tokens=200000, max_model_len=131072, latency_s=2.0)  # long enough to overlap under load
+    sim = sim_factory(kv_tokens=200000, max_model_len=131072, latency_s=4.0)  # long enough to overlap under load
     cap = measure(sim, use_log=False)  # attached server: /metrics + /v1/models only
     assert (cap.kv_tokens, cap.max_model_len) == (200000, 131072)
     assert derive_limits(cap).context <= 131072

@@ -94,8 +94,10 @@ def test_ray_worker_never_joins(simenv):
                                                  "b": {"address": "127.0.0.1", "gpus": {"count": 1}}})
     recipe = write_recipe(simenv["dir"], "raynojoin", hosts=str(inv), nodes=2, backend="ray")
     port = yaml.safe_load(recipe.read_text())["port"]
-    cp = run_launch("up", str(recipe), "--timeout", "3",
-                    env={**simenv["env"], "LAUNCHER_SIM_RAY_FAIL": "worker-never-joins"}, timeout=60)
+    # 10 s: the head's `ray start` and a later `ray status` (Python subprocesses) must both run before the
+    # timeout for the message to say "1 of 2 GPUs" rather than "no cluster"
+    cp = run_launch("up", str(recipe), "--timeout", "10",
+                    env={**simenv["env"], "LAUNCHER_SIM_RAY_FAIL": "worker-never-joins"}, timeout=90)
     assert cp.returncode == 4, cp.stderr
     assert "the Ray worker on b never joined the Ray cluster" in cp.stderr and "1 of 2 GPUs" in cp.stderr
     assert wait_gone("start --block") == [] and wait_gone(f"--port {port}") == []

@@ -24,7 +24,7 @@ def test_ssh_up_attach_down(simenv, sshd):
     assert cp.returncode == 0, cp.stderr
     assert d["attached"] is False and d["capacity"]["kv_tokens"] == 643232
     assert sshd.leftovers(), "the server should run through sshd"
-    assert wait_gone("-F --pid=", 5) == []  # the start-up log follower (ssh … tail -F) ended with `up`
+    assert wait_gone("-F --pid=", 15) == []  # the start-up log follower (ssh … tail -F) ended with `up`
     cp2, d2 = up_json(recipe, env=simenv["env"])
     assert cp2.returncode == 0 and d2["attached"] is True
     lg = run_launch("logs", "sshone", env=simenv["env"])
