@@ -105,12 +105,18 @@ def find_handles(rt, recipe: str | None, docker_urls: list[str] | None = None) -
     return rt.find(recipe)
 
 
-def find_deployments(recipe: str | None = None, *, runtimes=None) -> list[Found]:
-    """Every deployment launch started (optionally one recipe's), grouped by recipe and runtime."""
+def find_deployments(recipe: str | None = None, *, runtimes=None, docker_urls: list[str] | None = None,
+                     quiet_urls: frozenset[str] = frozenset()) -> list[Found]:
+    """Every deployment launch started (optionally one recipe's), grouped by recipe and runtime.
+    docker_urls: more Docker daemons to ask for launch's labels (an inventory's), besides the notes';
+    a daemon in quiet_urls that does not answer is skipped without a warning."""
     groups: dict[tuple[str, str], Found] = {}
     for rt in runtimes if runtimes is not None else _runtimes():
         try:
-            handles = find_handles(rt, recipe)
+            if rt.name == "docker" and docker_urls:
+                handles = _docker_handles(rt, recipe, docker_urls, quiet_urls=quiet_urls)
+            else:
+                handles = find_handles(rt, recipe)
         except Exception:  # noqa: BLE001 - e.g. no Docker daemon: nothing found there
             continue
         for h in handles:
@@ -204,20 +210,32 @@ def recall(recipe: str) -> dict | None:
         return None
 
 
-def _docker_handles(rt, recipe: str, docker_urls: list[str]) -> list[Handle]:
-    """The recipe's labelled containers on each daemon (found, not remembered: another machine, or lost
-    state, still finds them through the recipe's inventory). A daemon that does not answer is said."""
+def _docker_handles(rt, recipe: str | None, docker_urls: list[str], *,
+                    quiet_urls: frozenset[str] = frozenset()) -> list[Handle]:
+    """The recipe's (or every recipe's) labelled containers on each daemon, asked concurrently (found,
+    not remembered: another machine, or lost state, still finds them through the recipe's inventory).
+    A daemon that does not answer is said, unless it is in quiet_urls."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from launcher import ui
 
+    def ask(url: str):
+        try:
+            return rt.find(recipe, docker_urls=[url]), None
+        except Exception as exc:  # noqa: BLE001 - one unreachable daemon must not hide the others
+            return [], getattr(exc, "what", None) or str(exc)
+
+    urls = sorted(set(docker_urls) | set(known_docker_urls(recipe)))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool:
+        answers = list(pool.map(ask, urls))
     out: list[Handle] = []
     seen: set[str] = set()
-    for url in sorted(set(docker_urls) | set(known_docker_urls(recipe))):
-        try:
-            found = rt.find(recipe, docker_urls=[url])
-        except Exception as exc:  # noqa: BLE001 - one unreachable daemon must not hide the others
-            what = getattr(exc, "what", None) or str(exc)
-            ui.warn(f"could not list {recipe}'s containers on the Docker daemon at {url} ({what}); any there "
-                    "are still running")
+    for url, (found, error) in zip(urls, answers):
+        if error is not None:
+            if url not in quiet_urls:
+                whose = f"{recipe}'s containers" if recipe else "launch's containers"
+                ui.warn(f"could not list {whose} on the Docker daemon at {url} ({error}); any there are still "
+                        "running")
             continue
         for h in found:
             key = h.ref.get("container_id") or h.ref.get("exec_id") or f"{h.process}@{h.host}"

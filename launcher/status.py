@@ -96,7 +96,7 @@ async def _probe_one(st: EndpointStatus, key: str | None, sample_s: float) -> No
             if r.status_code == 200:
                 st.models = [m.get("id") for m in r.json().get("data", [])]
             elif r.status_code == 401:
-                st.note = "/v1/models needs the API key"
+                st.note = "; ".join(filter(None, [st.note, "/v1/models needs the API key"]))
         except (httpx.HTTPError, ValueError):
             pass
         try:
@@ -113,6 +113,38 @@ async def _probe_one(st: EndpointStatus, key: str | None, sample_s: float) -> No
         if "vllm:num_requests_waiting" in b:
             st.waiting = int(b["vllm:num_requests_waiting"])
         st.tokens_per_s = tokens_per_second(a, b, dt)
+
+
+def _inventory_daemons(inv) -> dict[str, str]:
+    """{Docker daemon URL: host name} for every host of an inventory; ssh:// daemons learn their host's
+    ssh settings (user, port, identity file), as `launch up` would use them."""
+    from launcher import runtimes
+
+    out: dict[str, str] = {}
+    try:
+        rt = runtimes.get("docker")
+    except Exception:  # noqa: BLE001 - no docker library: nothing to ask
+        return out
+    for name, host in inv.hosts.items():
+        url = host.docker_url(name)
+        out.setdefault(url, name)
+        rt.know_host(url, name, host.model_dump(mode="json"))
+    return out
+
+
+def _recipe_key(recipe: str) -> str | None:
+    """The API key of a recipe found only by its labels, when that recipe loads here (else None:
+    /v1 checks may answer 401)."""
+    from launcher.errors import LauncherError
+
+    try:
+        from launcher.auth import resolve
+        from launcher.spec.load import load_recipe
+
+        src = load_recipe(recipe).spec.api_key
+        return resolve(src) if src is not None else None
+    except (LauncherError, OSError):
+        return None
 
 
 def _gpus(runtime_name: str, host: dict) -> list[dict]:
@@ -147,12 +179,18 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
     keys: list[str | None] = []
     gpu_jobs: list[tuple[EndpointStatus, str, str, dict]] = []  # probed with the endpoints, concurrently
     inv_hosts: dict[str, dict] = {}
+    docker_urls: dict[str, str] = {}  # daemon URL -> inventory host
     if inventory:
         from launcher.spec.load import load_inventory
 
         inv = load_inventory(inventory).spec
         inv_hosts = {n: h.model_dump(mode="json") for n, h in inv.hosts.items()}
-    for f in find_deployments():
+        docker_urls = _inventory_daemons(inv)
+    # the inventory's Docker daemons are asked for launch's labels too: deployments another machine
+    # started show up without this machine's notes. A host that runs no Docker is skipped quietly; one
+    # whose inventory entry names a daemon that does not answer is warned about.
+    quiet = frozenset(u for u, n in docker_urls.items() if not inv.hosts[n].docker) if docker_urls else frozenset()
+    for f in find_deployments(docker_urls=sorted(docker_urls) or None, quiet_urls=quiet):
         procs = f.to_json()["processes"]
         if inv_hosts and not any(p["host"] in inv_hosts for p in procs):
             continue
@@ -160,7 +198,16 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
                             processes=procs)
         key = None
         meta = recall(f.recipe)
-        if meta is None:
+        labelled = next((h.ref for h in f.handles if h.ref.get("endpoint")), None)
+        if meta is None and labelled is not None:
+            st.endpoint, st.served = labelled["endpoint"], labelled.get("served") or None
+            st.note = (f"found by its container labels on {labelled.get('docker_url')} (started from another "
+                       "machine?)")
+            key = _recipe_key(f.recipe)
+            if with_gpus:
+                for h in sorted({p["host"] for p in procs} & set(inv_hosts)):
+                    gpu_jobs.append((st, h, f.runtime, {**inv_hosts[h], "name": h}))
+        elif meta is None:
             st.note = "no endpoint recorded (started by an older launch?)"
         else:
             st.endpoint, st.served = meta["endpoint"], meta.get("served")

@@ -64,6 +64,11 @@ class DockerRuntime(Runtime):
             if p.docker_url and p.docker_url.startswith("ssh://") and p.host in plan.hosts:
                 self._ssh_hosts.setdefault(p.docker_url, {**plan.hosts[p.host], "name": p.host})
 
+    def know_host(self, url: str, name: str, host: dict) -> None:
+        """Remember the inventory host behind one ssh:// daemon (`launch status INVENTORY`)."""
+        if url.startswith("ssh://"):
+            self._ssh_hosts.setdefault(url, {**host, "name": name})
+
     def ssh_argv_for(self, url: str) -> list[str] | None:
         """`ssh [options] DEST` for an ssh:// daemon: its inventory host's settings (from know_hosts
         or from the deployment notes of an earlier launch), or None (the URL alone)."""
@@ -105,9 +110,12 @@ class DockerRuntime(Runtime):
         client = self.client(url)
         ensure_image(client, url, spec.image, self.on_pull)
         self._clear_name(client, url, spec.name, plan.recipe)
+        # the endpoint and served name let `launch status INVENTORY` probe a deployment that another
+        # machine started (no notes here): found by these labels on the inventory's daemons
         labels = {**spec.labels, "launcher.recipe": plan.recipe, "launcher.plan-hash": plan.hash,
                   "launcher.role": proc.role, "launcher.process": proc.name, "launcher.host": proc.host,
-                  "launcher.address": proc.address}
+                  "launcher.address": proc.address, "launcher.endpoint": plan.endpoint,
+                  "launcher.served": plan.served_name or ""}
         volumes = {self._host_path(p, proc, plan): {"bind": c, "mode": "rw"} for p, c in spec.volumes.items()}
         kwargs = dict(image=spec.image, name=spec.name, entrypoint=spec.entrypoint or None,
                       command=spec.command, environment=env, labels=labels, detach=True, tty=False,
@@ -396,6 +404,8 @@ class DockerRuntime(Runtime):
                                   plan_hash=lb.get("launcher.plan-hash", ""),
                                   process=lb.get("launcher.process", c.name), role=lb.get("launcher.role", ""),
                                   host=lb.get("launcher.host", ""), address=lb.get("launcher.address", ""),
-                                  ref={"docker_url": url, "container_id": c.id, "container_name": c.name}))
+                                  ref={"docker_url": url, "container_id": c.id, "container_name": c.name,
+                                       **{k: lb[f"launcher.{k}"] for k in ("endpoint", "served")
+                                          if lb.get(f"launcher.{k}")}}))
         out += [h for h in records if h.ref.get("exec_id") and (not docker_urls or h.ref["docker_url"] in urls)]
         return out

@@ -145,6 +145,50 @@ def test_docker_oomkilled_is_diagnosed_and_removed(simenv, docker_double):
     assert double.containers == {}  # what this launch started is removed
 
 
+def test_status_inventory_finds_the_labelled_container_without_local_notes(simenv, docker_double):
+    """`launch status INVENTORY` on a machine without launch's notes (the watchdog box, a colleague's
+    laptop) asks the inventory's Docker daemons for launch's labels and probes the endpoint they name;
+    a host whose daemon does not answer (here: the local socket, no Docker engine) is skipped quietly."""
+    import json
+    import shutil
+
+    from conftest import run_launch
+    from launcher import deploy
+
+    double = docker_double
+    recipe_l, plan = _plan(simenv, double, "elsewhere")
+    inv = simenv["dir"] / "elsewhere-hosts.yaml"
+    inv.write_text(inv.read_text() + "  other:\n    address: 127.0.0.1\n"  # no `docker:`: may run none
+                   "  broken:\n    address: 127.0.0.1\n    docker: unix:///nonexistent/named.sock\n")
+    sims = []
+    t = _play_vllm(double, plan, simenv, sims, 0.2)
+    try:
+        deploy.up(plan, recipe_l, timeout=30)
+    finally:
+        t.join(5)
+    try:
+        shutil.rmtree(simenv["dir"] / "state")  # launch's notes are gone; the container's labels are not
+        env = {**simenv["env"], "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+        bare = run_launch("status", "--json", env=env)
+        assert bare.returncode == 0 and json.loads(bare.stdout) == []  # no notes, no inventory: nothing known
+        cp = run_launch("status", str(inv), "--json", env=env)
+        assert cp.returncode == 0, cp.stderr
+        rows = {r["name"]: r for r in json.loads(cp.stdout)}
+        row = rows["elsewhere"]
+        assert row["endpoint"] == plan.endpoint and row["served"] == plan.served_name
+        assert row["health"] == "ok" and row["runtime"] == "docker"
+        assert [p["process"] for p in row["processes"]] == ["server"] and row["processes"][0]["alive"]
+        assert "container labels on " + double.url in row["note"]
+        # `other` names no daemon: its silence is not news; `broken` names one that does not answer
+        assert cp.stderr.count("could not list") == 1
+        assert "could not list launch's containers on the Docker daemon at unix:///nonexistent/named.sock" in cp.stderr
+    finally:
+        for s in sims:
+            s.stop()
+        deploy.down("elsewhere", docker_urls=[double.url])
+    assert double.containers == {}
+
+
 def test_down_finds_the_labelled_container_without_local_notes(simenv, docker_double):
     """Deployments are found, not remembered: with this machine's state gone (another machine, or a
     wiped state dir), `launch down RECIPE` asks the recipe's Docker daemons for launch's labels."""

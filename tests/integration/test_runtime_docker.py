@@ -300,6 +300,45 @@ def test_ssh_daemon_reached_with_the_inventory_ssh_settings(isolated, ssh_docker
     assert wait_for(lambda: sshd.leftovers() == [], 5)
 
 
+def test_status_inventory_asks_its_ssh_daemon_with_the_inventory_settings(isolated, ssh_docker, tmp_path):
+    """`launch status INVENTORY` on a machine with no notes (the watchdog box): the inventory's
+    ssh:// daemon is reached with that host's ssh settings and names launch's container by its labels."""
+    import yaml
+
+    from launcher import runtimes
+    from launcher.status import collect
+
+    sshd, double = ssh_docker
+    url = "ssh://127.0.0.1"
+    argv = ["vllm", "serve", "org/model", "--port", "8000"]
+    host = sshd.host_spec(docker=url)
+    plan, proc = make_plan(argv, runtime="docker", docker_url=url, hosts={"spark": host}, host="spark",
+                           container=_spec("server", argv, ports={"8000/tcp": 8000}))
+    starter = DockerRuntime(poll_interval=0.01)
+    starter.know_hosts(plan)
+    double.images.add(IMAGE)
+    h = starter.start(proc, plan, {"VLLM_API_KEY": SECRET})
+    starter.clients.close()
+    from launcher import state
+
+    state.forget(h)  # launch's notes on the starting machine are not here
+    inv = tmp_path / "cluster.yaml"
+    inv.write_text(yaml.safe_dump({"name": "cluster", "hosts": {"spark": host}}))
+    try:
+        rows = collect(str(inv), sample_s=0.05, with_gpus=False)
+        row = next(r for r in rows if r.name == plan.recipe)
+        assert row.endpoint == plan.endpoint and row.runtime == "docker"
+        assert [p["process"] for p in row.processes] == ["server"] and row.processes[0]["alive"]
+        assert f"container labels on {url}" in row.note
+    finally:
+        runtimes.get("docker").clients.close()
+        rt = DockerRuntime()
+        rt.know_hosts(plan)
+        rt.stop(h)
+        rt.clients.close()
+    assert double.containers == {}
+
+
 def test_ssh_daemon_without_inventory_settings_fails_with_a_fix(isolated, ssh_docker):
     """The same URL without the inventory's settings: ssh tries port 22 and the check says how to fix."""
     rt = DockerRuntime()
