@@ -55,7 +55,8 @@ def test_create_start_fields_pull_progress_and_secret_only_in_env(rt, docker_dou
     assert SECRET not in " ".join(body["Cmd"] + body["Entrypoint"])
     assert body["Labels"] == {"launcher.recipe": "rt-test", "launcher.role": "server",
                               "launcher.plan-hash": plan.hash, "launcher.process": "server",
-                              "launcher.host": "node", "launcher.address": "127.0.0.1"}
+                              "launcher.host": "node", "launcher.address": "127.0.0.1",
+                              "launcher.endpoint": "http://127.0.0.1:8000", "launcher.served": "m"}
     assert hc["IpcMode"] == "host" and hc["ShmSize"] == int(10.24 * 1024 ** 3)
     assert hc["DeviceRequests"] == [{"Driver": "", "Count": -1, "DeviceIDs": [],
                                      "Capabilities": [["gpu"]], "Options": {}}]
