@@ -106,15 +106,18 @@ def find_handles(rt, recipe: str | None, docker_urls: list[str] | None = None) -
 
 
 def find_deployments(recipe: str | None = None, *, runtimes=None, docker_urls: list[str] | None = None,
-                     quiet_urls: frozenset[str] = frozenset()) -> list[Found]:
+                     quiet_urls: frozenset[str] = frozenset(), ssh_hosts: dict[str, dict] | None = None) -> list[Found]:
     """Every deployment launch started (optionally one recipe's), grouped by recipe and runtime.
     docker_urls: more Docker daemons to ask for launch's labels (an inventory's), besides the notes';
-    a daemon in quiet_urls that does not answer is skipped without a warning."""
+    a daemon in quiet_urls that does not answer is skipped without a warning. ssh_hosts: hosts (name ->
+    inventory host) whose launch log directory is read for processes started over ssh."""
     groups: dict[tuple[str, str], Found] = {}
     for rt in runtimes if runtimes is not None else _runtimes():
         try:
             if rt.name == "docker" and docker_urls:
                 handles = _docker_handles(rt, recipe, docker_urls, quiet_urls=quiet_urls)
+            elif rt.name == "ssh" and ssh_hosts:
+                handles = rt.find(recipe, hosts=ssh_hosts)
             else:
                 handles = find_handles(rt, recipe)
         except Exception:  # noqa: BLE001 - e.g. no Docker daemon: nothing found there
@@ -245,9 +248,11 @@ def _docker_handles(rt, recipe: str | None, docker_urls: list[str], *,
     return out
 
 
-def down(recipe: str, *, runtimes=None, docker_urls: list[str] | None = None) -> list[str]:
+def down(recipe: str, *, runtimes=None, docker_urls: list[str] | None = None,
+         ssh_hosts: dict[str, dict] | None = None) -> list[str]:
     """Stop every process launch started for a recipe (workers first, then the server / Ray head).
-    docker_urls: the daemons the recipe's plan uses (besides those in the deployment notes).
+    docker_urls: the daemons the recipe's plan uses (besides those in the deployment notes); ssh_hosts:
+    the hosts its plan starts processes on over ssh (their launch log directories say what runs).
     Returns "process@host" for each one stopped; processes launch did not start are never touched."""
     from launcher import state
 
@@ -257,6 +262,8 @@ def down(recipe: str, *, runtimes=None, docker_urls: list[str] | None = None) ->
         try:
             if rt.name == "docker" and docker_urls:
                 handles = [h for h in _docker_handles(rt, recipe, docker_urls) if h.recipe == recipe]
+            elif rt.name == "ssh" and ssh_hosts:
+                handles = [h for h in rt.find(recipe, hosts=ssh_hosts) if h.recipe == recipe]
             else:
                 handles = [h for h in find_handles(rt, recipe) if h.recipe == recipe]
         except Exception:  # noqa: BLE001

@@ -180,17 +180,20 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
     gpu_jobs: list[tuple[EndpointStatus, str, str, dict]] = []  # probed with the endpoints, concurrently
     inv_hosts: dict[str, dict] = {}
     docker_urls: dict[str, str] = {}  # daemon URL -> inventory host
+    ssh_hosts: dict[str, dict] = {}
     if inventory:
         from launcher.spec.load import load_inventory
 
         inv = load_inventory(inventory).spec
         inv_hosts = {n: h.model_dump(mode="json") for n, h in inv.hosts.items()}
         docker_urls = _inventory_daemons(inv)
+        # hosts reached over ssh: their launch log directories describe what launch started there
+        ssh_hosts = {n: inv_hosts[n] for n, h in inv.hosts.items() if not h.is_local or "ssh" in h.model_fields_set}
     # the inventory's Docker daemons are asked for launch's labels too: deployments another machine
     # started show up without this machine's notes. A host that runs no Docker is skipped quietly; one
     # whose inventory entry names a daemon that does not answer is warned about.
     quiet = frozenset(u for u, n in docker_urls.items() if not inv.hosts[n].docker) if docker_urls else frozenset()
-    for f in find_deployments(docker_urls=sorted(docker_urls) or None, quiet_urls=quiet):
+    for f in find_deployments(docker_urls=sorted(docker_urls) or None, quiet_urls=quiet, ssh_hosts=ssh_hosts or None):
         procs = f.to_json()["processes"]
         if inv_hosts and not any(p["host"] in inv_hosts for p in procs):
             continue
@@ -202,6 +205,8 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
         if meta is None and labelled is not None:
             st.endpoint, st.served = labelled["endpoint"], labelled.get("served") or None
             st.note = (f"found by its container labels on {labelled.get('docker_url')} (started from another "
+                       "machine?)" if f.runtime == "docker" else
+                       f"found in launch's log directory on {labelled['ssh']['address']} (started from another "
                        "machine?)")
             key = _recipe_key(f.recipe)
             if with_gpus:

@@ -138,9 +138,10 @@ def _recipe_name(ref: str) -> str:
     return ref
 
 
-def _plan_docker_urls(ref: str) -> list[str]:
-    """The Docker daemons the recipe's plan uses, so `down` finds its labelled containers even without
-    this machine's notes; [] when the recipe does not load here (the notes still count)."""
+def _plan_places(ref: str) -> tuple[list[str], dict[str, dict]]:
+    """The Docker daemons the recipe's plan uses and the hosts it reaches over ssh, so `down` finds its
+    labelled containers and ssh processes even without this machine's notes; nothing when the recipe
+    does not load here (the notes still count)."""
     from launcher.errors import LauncherError
 
     try:
@@ -148,15 +149,20 @@ def _plan_docker_urls(ref: str) -> list[str]:
 
         _, plan = build_for(ref)
     except LauncherError:
-        return []
-    return sorted({p.docker_url for p in plan.processes if p.docker_url}) if plan.runtime == "docker" else []
+        return [], {}
+    if plan.runtime == "docker":
+        return sorted({p.docker_url for p in plan.processes if p.docker_url}), {}
+    if plan.runtime == "ssh":
+        return [], {p.host: {"address": p.address, **(plan.hosts.get(p.host) or {})} for p in plan.processes}
+    return [], {}
 
 
 def down(recipe: str = typer.Argument(..., help="Recipe name or path.")):
     from launcher import ui
     from launcher.deploy import down as do_down
 
-    stopped = do_down(_recipe_name(recipe), docker_urls=_plan_docker_urls(recipe))
+    docker_urls, ssh_hosts = _plan_places(recipe)
+    stopped = do_down(_recipe_name(recipe), docker_urls=docker_urls, ssh_hosts=ssh_hosts)
     if stopped:
         ui.out(f"stopped {', '.join(stopped)}")
     else:

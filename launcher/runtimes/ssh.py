@@ -9,6 +9,7 @@ ssh's stdin as NAME=value lines that the remote shell exports before starting th
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -23,15 +24,27 @@ from launcher.runtimes.local import run_local
 
 REMOTE_LOG_DIR = ".cache/launcher/logs"  # relative to the remote $HOME
 
-# $1 inner script, $2 log dir (relative to $HOME), $3 log name; then the plan's argv.
+# $1 inner script, $2 log dir (relative to $HOME), $3 log name, $4 the handle's description (one JSON
+# line, no secrets); then the plan's argv. "$log.id" (pid, /proc stat line, description) lets `launch
+# status INVENTORY` find the process from a machine without launch's notes.
 START = r"""
-inner=$1; d="$HOME/$2"; log="$d/$3.log"; shift 3
+inner=$1; d="$HOME/$2"; log="$d/$3.log"; meta=$4; shift 4
 mkdir -p "$d" && chmod 700 "$d" || exit 90
 while IFS= read -r l; do export "$l"; done
-rm -f "$log.exit"; : > "$log"; chmod 600 "$log"
+rm -f "$log.exit" "$log.id"; : > "$log"; chmod 600 "$log"
 nohup setsid sh -c "$inner" "$log" "$@" > "$log" 2>&1 < /dev/null &
 pid=$!
-echo "$pid"; echo "$log"; cat "/proc/$pid/stat"
+st=$(cat "/proc/$pid/stat")
+echo "$pid"; echo "$log"; echo "$st"
+(umask 077; printf '%s\n%s\n%s\n' "$pid" "$st" "$meta" > "$log.id.tmp" && mv -f "$log.id.tmp" "$log.id")
+"""
+# $1 log dir (relative to $HOME): every process launch started there, as its "$log.id" says.
+FIND = r"""
+for f in "$HOME/$1"/*.log.id; do
+  [ -r "$f" ] || continue
+  echo "id ${f%.id}"; cat "$f"; echo "end-id"
+done
+echo end
 """
 # Runs detached; $0 is the log path, "$@" the argv.
 INNER = '"$@"; echo $? > "$0.exit.tmp"; mv -f "$0.exit.tmp" "$0.exit"'
@@ -41,9 +54,12 @@ STATUS = r"""
 [ -r "$2.exit" ] && echo "exit $(cat "$2.exit")"
 echo end
 """
-# $1 pid (= its process group), $2 start time, $3 tenths of a second to wait before KILL.
-# "Alive" ignores zombies (containers whose init does not reap them keep zombies around).
+# $1 pid (= its process group), $2 start time, $3 tenths of a second to wait before KILL, $4 its log.
+# "Alive" ignores zombies (containers whose init does not reap them keep zombies around). The log's
+# "$log.id" goes too, unless a newer process of the same name has replaced it.
 STOP = r"""
+log=$4
+[ -n "$log" ] && [ "$(head -n 1 "$log.id" 2>/dev/null)" = "$1" ] && rm -f "$log.id"
 st=$(cat "/proc/$1/stat" 2>/dev/null) || exit 0
 rest=${st##*) }; set -- "$1" "$2" "$3" $rest
 [ "${23}" = "$2" ] || exit 0
@@ -65,6 +81,25 @@ exit 0
 FOLLOW = 'exec tail -n "$3" -F --pid="$1" "$2" 2>/dev/null'
 CONNECT_HINT = ("check that `ssh {dest}` logs in without a prompt (BatchMode): the key in ssh-agent or "
                 "ssh.identity_file in the inventory, and the host key in known_hosts")
+
+
+def _handle_from_id(runtime: str, host: dict, log: str, lines: list[str]) -> Handle | None:
+    """A Handle from a "$log.id" file's lines (pid, /proc stat line, JSON description); None if torn."""
+    if len(lines) < 3 or not lines[0].strip().isdigit():
+        return None
+    st = parse_stat(lines[1])
+    try:
+        meta = json.loads(lines[2])
+    except ValueError:
+        return None
+    if st is None or not isinstance(meta, dict) or not meta.get("recipe"):
+        return None
+    ref = {"pid": int(lines[0]), "start_time": st[1], "log": log, "ssh": host,
+           **{k: meta[k] for k in ("endpoint", "served") if meta.get(k)}}
+    return Handle(runtime=runtime, recipe=str(meta["recipe"]), plan_hash=str(meta.get("plan_hash", "")),
+                  process=str(meta.get("process", "server")), role=str(meta.get("role", "")),
+                  host=str(meta.get("host", "")), address=str(meta.get("address", host["address"])), ref=ref,
+                  log_path=log)
 
 
 def host_dest(host: dict) -> str:
@@ -126,7 +161,10 @@ class SshRuntime(Runtime):
         env = {**proc.env, **secrets}
         check_env(env, f"{plan.recipe}: process {proc.name}")
         name = f"{state.safe_name(plan.recipe)}-{state.safe_name(proc.name)}"
-        remote = self._remote(host, START, INNER, self.log_dir, name, *proc.argv)
+        meta = json.dumps({"recipe": plan.recipe, "plan_hash": plan.hash, "process": proc.name, "role": proc.role,
+                           "host": proc.host, "address": proc.address, "endpoint": plan.endpoint,
+                           "served": plan.served_name or ""}, separators=(",", ":"))
+        remote = self._remote(host, START, INNER, self.log_dir, name, meta, *proc.argv)
         stdin = "".join(f"{k}={v}\n" for k, v in env.items())
         res = self._ssh(host, remote, timeout=30, input=stdin)
         lines = res.stdout.splitlines()
@@ -163,7 +201,7 @@ class SshRuntime(Runtime):
     def stop(self, handle: Handle, timeout: float = 15.0) -> None:
         host = handle.ref["ssh"]
         remote = self._remote(host, STOP, str(handle.ref["pid"]), str(handle.ref["start_time"]),
-                              str(max(1, int(timeout * 10))))
+                              str(max(1, int(timeout * 10))), str(handle.ref.get("log") or ""))
         res = self._ssh(host, remote, timeout=timeout + 10)
         if res.code != 0:
             raise self._fail(host, f"could not stop {handle.process} (pid {handle.ref['pid']})", res)
@@ -195,7 +233,44 @@ class SshRuntime(Runtime):
         """Run a short command over ssh. Timeout -> code 124; ssh's own failures -> code 255."""
         return self._ssh(host, shlex.join(argv), timeout=timeout)
 
-    def find(self, recipe: str | None = None) -> list[Handle]:
-        """Recorded ssh processes (dead ones included: check alive()/exit_info())."""
-        return state.load(recipe, runtime=self.name)
+    def find(self, recipe: str | None = None, *, hosts: dict[str, dict] | None = None) -> list[Handle]:
+        """Recorded ssh processes, plus (with `hosts`: inventory name -> host dict) those each host's log
+        directory describes, asked concurrently; a host that does not answer adds nothing. Dead ones
+        included: check alive()/exit_info()."""
+        out = state.load(recipe, runtime=self.name)
+        if not hosts:
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        seen = {(h.ref.get("ssh", {}).get("address"), h.ref.get("log"), h.ref.get("pid")) for h in out}
+        items = list(hosts.items())
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(items)))) as pool:
+            found = list(pool.map(lambda item: self._find_on(*item), items))
+        for handles in found:
+            for h in handles:
+                key = (h.ref["ssh"]["address"], h.ref["log"], h.ref["pid"])
+                if (recipe is None or h.recipe == recipe) and key not in seen:
+                    seen.add(key)
+                    out.append(h)
+        return out
+
+    def _find_on(self, name: str, host: dict) -> list[Handle]:
+        host = {"address": host["address"], "ssh": host.get("ssh") or {}}
+        res = self._ssh(host, self._remote(host, FIND, self.log_dir), timeout=15)
+        if res.code != 0 or "end" not in res.stdout.split("\n"):
+            return []
+        out: list[Handle] = []
+        block: list[str] | None = None
+        log = ""
+        for line in res.stdout.splitlines():
+            if line.startswith("id "):
+                block, log = [], line[3:]
+            elif line == "end-id" and block is not None:
+                h = _handle_from_id(self.name, host, log, block)
+                if h is not None:
+                    out.append(h)
+                block = None
+            elif block is not None:
+                block.append(line)
+        return out
 

@@ -34,6 +34,27 @@ def test_ssh_up_attach_down(simenv, sshd):
     assert wait_gone(f"--port {port}") == [] and sshd.leftovers() == []
 
 
+def test_status_and_down_without_notes_find_the_ssh_process(simenv, sshd):
+    """From a machine without launch's notes (they are wiped here): `launch status INVENTORY` finds the
+    server in the host's launch log directory and probes its endpoint; `launch down RECIPE-FILE` stops it."""
+    import json
+    import shutil
+
+    recipe, port = _recipe(simenv, sshd, "sshelse")
+    cp, d = up_json(recipe, env=simenv["env"])
+    assert cp.returncode == 0, cp.stderr
+    shutil.rmtree(simenv["dir"] / "state")
+    st = run_launch("status", str(simenv["dir"] / "sshelse-hosts.yaml"), "--json", env=simenv["env"])
+    assert st.returncode == 0, st.stderr
+    row = {r["name"]: r for r in json.loads(st.stdout)}["sshelse"]
+    assert row["runtime"] == "ssh" and row["health"] == "ok" and row["endpoint"].endswith(f":{port}")
+    assert [p["process"] for p in row["processes"]] == ["server"] and row["processes"][0]["alive"]
+    assert "launch's log directory on 127.0.0.1" in row["note"]
+    dn = run_launch("down", str(recipe), env=simenv["env"])
+    assert dn.returncode == 0 and "server@remote" in dn.stdout, dn.stderr
+    assert wait_gone(f"--port {port}") == [] and sshd.leftovers() == []
+
+
 def test_ssh_failure_cleans_up(simenv, sshd):
     recipe, port = _recipe(simenv, sshd, "sshfail", LAUNCHER_SIM_FAIL="no-kv")
     cp = run_launch("up", str(recipe), env=simenv["env"], timeout=90)

@@ -92,6 +92,29 @@ def test_sigkill_reported_and_pid_reuse_ignored(rt, sshd):
     assert info.signal == signal.SIGKILL and info.code == 137 and "OOM" in info.reason
 
 
+def test_found_on_the_host_without_notes_and_stop_forgets_it_there(rt, sshd):
+    """Another machine (no notes) finds the process in the host's launch log directory ("$log.id": pid,
+    start time, a description without secrets); stopping it removes that entry."""
+    plan, proc = _plan(sshd, child_argv("sleep"))
+    h = rt.start(proc, plan, {"VLLM_API_KEY": SECRET})
+    state.forget(h)
+    assert rt.find("rt-test") == []  # no notes here
+    hosts = {"node": sshd.host_spec()}
+    found = rt.find("rt-test", hosts=hosts)
+    assert len(found) == 1
+    f = found[0]
+    assert (f.recipe, f.process, f.host, f.plan_hash) == ("rt-test", "server", "node", plan.hash)
+    assert (f.ref["pid"], f.ref["start_time"], f.ref["log"]) == (h.ref["pid"], h.ref["start_time"], h.log_path)
+    assert f.ref["endpoint"] == plan.endpoint and rt.alive(f)
+    assert SECRET not in (sshd.home / ".cache/launcher/logs/rt-test-server.log.id").read_text()
+    assert rt.find("other-recipe", hosts=hosts) == []
+    rt.stop(f, timeout=5)
+    wait_for(lambda: not sshd.leftovers(), timeout=10)
+    assert rt.find("rt-test", hosts=hosts) == []
+    bad = {"far": {"address": "127.0.0.1", "ssh": {**sshd.host_spec()["ssh"], "port": 1}}}
+    assert rt.find("rt-test", hosts=bad) == []  # a host that does not answer adds nothing
+
+
 def test_run_check_and_unreachable(rt, sshd):
     host = sshd.host_spec()
     r = rt.run(host, ["sh", "-c", "echo \"$1\"; echo err >&2; exit 4", "sh", "a b;$(x)"])
