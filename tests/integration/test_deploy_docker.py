@@ -145,12 +145,28 @@ def test_docker_oomkilled_is_diagnosed_and_removed(simenv, docker_double):
     assert double.containers == {}  # what this launch started is removed
 
 
+def _up_then_lose_the_notes(simenv, double, plan, recipe_l) -> list:
+    """`launch up` on the double, then this machine's notes are wiped (another machine, or a lost state
+    dir); the container's labels stay. Returns the simulators to stop."""
+    import shutil
+
+    from launcher import deploy
+
+    sims: list = []
+    t = _play_vllm(double, plan, simenv, sims, 0.2)
+    try:
+        deploy.up(plan, recipe_l, timeout=30)
+    finally:
+        t.join(5)
+    shutil.rmtree(simenv["dir"] / "state")
+    return sims
+
+
 def test_status_inventory_finds_the_labelled_container_without_local_notes(simenv, docker_double):
     """`launch status INVENTORY` on a machine without launch's notes (the watchdog box, a colleague's
     laptop) asks the inventory's Docker daemons for launch's labels and probes the endpoint they name;
     a host whose daemon does not answer (here: the local socket, no Docker engine) is skipped quietly."""
     import json
-    import shutil
 
     from conftest import run_launch
     from launcher import deploy
@@ -160,14 +176,8 @@ def test_status_inventory_finds_the_labelled_container_without_local_notes(simen
     inv = simenv["dir"] / "elsewhere-hosts.yaml"
     inv.write_text(inv.read_text() + "  other:\n    address: 127.0.0.1\n"  # no `docker:`: may run none
                    "  broken:\n    address: 127.0.0.1\n    docker: unix:///nonexistent/named.sock\n")
-    sims = []
-    t = _play_vllm(double, plan, simenv, sims, 0.2)
+    sims = _up_then_lose_the_notes(simenv, double, plan, recipe_l)
     try:
-        deploy.up(plan, recipe_l, timeout=30)
-    finally:
-        t.join(5)
-    try:
-        shutil.rmtree(simenv["dir"] / "state")  # launch's notes are gone; the container's labels are not
         env = {**simenv["env"], "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
         bare = run_launch("status", "--json", env=env)
         assert bare.returncode == 0 and json.loads(bare.stdout) == []  # no notes, no inventory: nothing known
@@ -192,22 +202,13 @@ def test_status_inventory_finds_the_labelled_container_without_local_notes(simen
 def test_down_finds_the_labelled_container_without_local_notes(simenv, docker_double):
     """Deployments are found, not remembered: with this machine's state gone (another machine, or a
     wiped state dir), `launch down RECIPE` asks the recipe's Docker daemons for launch's labels."""
-    import shutil
-
     from conftest import run_launch
-    from launcher import deploy
 
     double = docker_double
     recipe_l, plan = _plan(simenv, double, "lost")
-    sims = []
-    t = _play_vllm(double, plan, simenv, sims, 0.2)
-    try:
-        deploy.up(plan, recipe_l, timeout=30)
-    finally:
-        t.join(5)
+    sims = _up_then_lose_the_notes(simenv, double, plan, recipe_l)
     try:
         assert len(double.containers) == 1
-        shutil.rmtree(simenv["dir"] / "state")  # launch's notes are gone; the container's labels are not
         by_name = run_launch("down", "lost", env=simenv["env"])
         assert by_name.returncode == 0 and "nothing launch started for lost" in by_name.stdout  # no recipe, no daemon
         cp = run_launch("down", str(recipe_l.source.path), env=simenv["env"])
