@@ -165,7 +165,8 @@ def plan(argv: list[str], *, unit_dir: str | Path | None = None, env_names: list
     if user_unit:
         steps.append(f"loginctl enable-linger {shlex.quote(user or 'USER')}   # keep it running after logout")
     steps.append(shlex.join(["journalctl", *(["--user"] if user_unit else []), "-u", UNIT_NAME, "-f"]))
-    text = unit_text(argv, user_unit=user_unit, user=user, env_file=env_file)
+    # a user manager (systemctl --user) cannot switch credentials: User= there fails with 216/GROUP
+    text = unit_text(argv, user_unit=user_unit, user=None if user_unit else user, env_file=env_file)
     return UnitPlan(path, text, steps, env_file, user, user_unit, sorted(set(env_names)))
 
 
