@@ -189,8 +189,9 @@ def after_cycle(st: NodeState, now: float, policy: Policy, confirmed: bool = Fal
 
 
 def after_cycle_failed(st: NodeState, now: float, policy: Policy) -> NodeState:
-    """The power device could not be driven (unreachable plug/BMC): back off for the grace, then retry."""
-    return NodeState("backoff", now + policy.grace, last_reason=st.last_reason)
+    """The power device could not be driven (unreachable plug/BMC): back off for the grace, then retry the
+    cycle. A restart already tried stays tried: the back-off ends in the cycle, not in another restart."""
+    return replace(st, phase="backoff", grace_until=now + policy.grace, fails=0, cycled=False)
 
 
 def cancel(st: NodeState) -> NodeState:

@@ -145,7 +145,9 @@ class Watchdog:
                 f" (key: {node.api_key_note})" if node.api_key_note else "")
             self.journal.write("auth", node.name, ok=False, detail=why)
             self._alert(node, "probe-auth", why)
-        elif not bad and node.auth_alerted and o.service_ok:
+        elif not bad and node.auth_alerted and any(c.kind == "answered" for c in o.checks):
+            # only a generation that really went through with the key says so (the rounds between two
+            # tiny generations, or under load, send no keyed request at all)
             node.auth_alerted = False
             self.journal.write("auth", node.name, ok=True, detail="the API key is accepted again")
 

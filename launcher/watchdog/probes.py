@@ -244,8 +244,8 @@ class Prober:
         r = await c.request("POST", path + "/v1/chat/completions",
                             json={"model": model, "messages": [{"role": "user", "content": "ping"}],
                                   "max_tokens": 1, "temperature": 0})
-        if r.status_code == 200:
-            return True, "tiny generation answered"
+        if r.status_code == 200:  # kind "answered": the key (if any) was accepted, for the auth report
+            return True, "tiny generation answered", "answered"
         if r.status_code in (401, 403):
             return self._unauthorized(keyed, r.status_code, "/v1/chat/completions")
         return False, f"tiny generation: HTTP {r.status_code}"

@@ -225,7 +225,7 @@ class MetricsServer(LoopbackServer):
 
 
 def run_real(script, rounds, *, policy=POLICY, restarter=None, key=None, api_key=None, alerter=None,
-             hang_generation=False, timeout=5.0, generate_every=60.0):
+             hang_generation=False, timeout=5.0, generate_every=60.0, prober_clock=False):
     """The watchdog with the real Prober against a MetricsServer, a FakeClock, a fake plug."""
     from launcher.watchdog.probes import Prober
 
@@ -235,7 +235,8 @@ def run_real(script, rounds, *, policy=POLICY, restarter=None, key=None, api_key
             plug = FakePlug()
             node = Node("n1", Target("n1", [srv.url]), power=Power(plug, clock=clock, poll=1.0, confirm_timeout=20),
                         reference="gw:53")
-            prober = Prober(timeout=timeout, api_key=api_key, stall=policy.stall, generate_every=generate_every)
+            prober = Prober(timeout=timeout, api_key=api_key, stall=policy.stall, generate_every=generate_every,
+                            now=clock.now if prober_clock else None)
             prober.reachable = Script({}).reachable  # the reference answers
             r = restarter or FakeRestarter(ok=True)
             wd = Watchdog([node], policy=policy, clock=clock, journal=Journal(None, console=None), prober=prober,
@@ -447,6 +448,18 @@ def test_unreachable_plug_alerts_backs_off_and_is_not_charged(tmp_path):
     assert len((tmp_path / "alerts").read_text().splitlines()) == 2 and wd.budget.used("n1") == 0
 
 
+def test_after_a_failed_cycle_the_back_off_retries_the_cycle_not_the_restart(tmp_path):
+    # SSH answers, the service does not; the restart did not help; the plug is unreachable
+    alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT\" >> {tmp_path / 'alerts'}")
+    r = FakeRestarter(ok=True)
+    wd, clock, plugs, _ = make({"n1": [(False, True)] * 1000}, restarter=r, alerter=alerter)
+    wd.nodes["n1"].power = Power(DeadPlug(), clock=clock, poll=1.0, confirm_timeout=20, retries=1, retry_wait=1)
+    run(wd, clock, 400, skip_grace=False)
+    alerts = (tmp_path / "alerts").read_text().split()
+    assert r.calls == ["n1"], r.calls  # one restart; every later attempt is the cycle
+    assert len(alerts) >= 2 and set(alerts) == {"cycle-failed"}
+
+
 def test_node_that_does_not_come_back_alerts_instead_of_cycling_again(tmp_path):
     alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT\" >> {tmp_path / 'alerts'}")
     wd, clock, plugs, _ = make({"n1": [(False, False)] * 1000}, alerter=alerter)
@@ -466,18 +479,22 @@ def test_node_back_on_ssh_but_service_down_is_judged_normally():
     assert not [e for e in wd.journal.events if e["event"] == "alert"]
 
 
-def test_refused_api_key_is_reported_and_never_acted_on(tmp_path):
-    """A key is configured but the server refuses it (401): reported once (journal + alert), no restart, no cycle."""
+@pytest.mark.parametrize("generate_every", [0, 60])
+def test_refused_api_key_is_reported_and_never_acted_on(tmp_path, generate_every):
+    """A key is configured but the server refuses it (401): reported once (journal + alert), no restart, no
+    cycle -- also when the tiny generation runs only every 60 s (30 rounds of 10 s: three of them), where the
+    rounds between send no keyed request and must not read as "the key is accepted again"."""
     M = MetricsServer.metrics
     alerter = Alerter(command=f"echo \"$LAUNCHER_WATCHDOG_EVENT\" >> {tmp_path / 'alerts'}")
     wd, plug, r, srv = run_real([M(0, 0, 5, 5, 0.0)], 30, key="right-key-123", api_key="wrong-key-456",
-                                alerter=alerter, generate_every=0)
+                                alerter=alerter, generate_every=generate_every, prober_clock=True)
     assert r.calls == [] and plug.switches == [] and wd.cycles == []
     probes = [e for e in wd.journal.events if e["event"] == "probe"]
     assert all(e["service_ok"] for e in probes)
     auth = [c for e in probes for c in e["checks"] if c.get("kind") == "auth"]
     assert auth and not auth[0]["ok"] and "401" in auth[0]["detail"]
     assert (tmp_path / "alerts").read_text().split() == ["probe-auth"]  # once, not every round
+    assert not [e for e in wd.journal.events if e["event"] == "auth" and e["ok"]]  # never "accepted again"
     assert "wrong-key-456" not in json.dumps(wd.journal.events)
 
 
