@@ -129,8 +129,16 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
     hashes = {h.plan_hash for h in alive}
     server = next((h for h in alive if h.role == "server"), None)
     if alive and server is None and hashes == {plan.hash}:
-        # the same plan, but its server is gone (vLLM died while the Ray head and workers, or mp's
-        # headless workers, kept running): nothing to attach to, and not "a different plan" either
+        # the same plan, but no server process among them: vLLM died while the Ray head and workers (or
+        # mp's headless workers) kept running -- unless its endpoint answers, which means a server this
+        # machine has no record of (a `docker exec` started from another machine): never stop that one
+        # without --replace
+        if _endpoint_answers(plan, key) and not replace:
+            raise RuntimeFailure(f"{plan.recipe}'s server answers at {plan.endpoint}, but this machine has no "
+                                 "record of it (started from another machine?)",
+                                 where=", ".join(f"{h.process}@{h.host}" for h in alive),
+                                 fix="use it from the machine that started it, add --replace to restart it "
+                                     f"from here, or `launch down {plan.recipe}` first")
         _restart_leftovers(plan, rt, alive, dead, progress)
         return None
     if dead:
@@ -169,6 +177,17 @@ def _attach_or_clear(plan, rt, key, replace: bool, progress: Progress, timeout: 
     progress.note(what + "; --replace: stopping it")
     stop_all(rt, alive)
     return None
+
+
+def _endpoint_answers(plan, key: str | None) -> bool:
+    """Does a server answer at the plan's endpoint (ready, or refusing our key)?"""
+    probe = ready_probe(plan, key)
+    try:
+        return bool(probe())
+    except LauncherError:
+        return True  # e.g. 401: something is serving there
+    finally:
+        probe.close()
 
 
 def _restart_leftovers(plan, rt, alive: list[Handle], dead: list[Handle], progress: Progress) -> None:

@@ -10,7 +10,7 @@ import psutil
 import yaml
 
 from conftest import run_launch
-from deploy_helpers import running_with, simenv, up_json, wait_gone, write_inventory, write_recipe  # noqa: F401
+from deploy_helpers import KEY_ENV, running_with, simenv, up_json, wait_gone, write_inventory, write_recipe  # noqa: F401
 
 
 def _server_pids(port: int) -> list[int]:
@@ -25,24 +25,30 @@ def _server_pids(port: int) -> list[int]:
     return out
 
 
-def test_ray_server_died_status_says_exited_and_up_starts_again(simenv):
-    env = simenv["env"]
-    inv = write_inventory(simenv["dir"], "two", {
+def _up_then_kill_the_server(simenv, name: str):
+    """A two-node Ray deployment whose vLLM dies (SIGKILL: no clean-up of its own); Ray keeps running."""
+    inv = write_inventory(simenv["dir"], f"{name}-two", {
         "node-a": {"address": "127.0.0.1", "gpus": {"count": 1}, "interface": "lo"},
         "node-b": {"address": "127.0.0.1", "gpus": {"count": 1}, "interface": "lo"}})
-    recipe = write_recipe(simenv["dir"], "raydead", hosts=str(inv), nodes=2, backend="ray")
+    recipe = write_recipe(simenv["dir"], name, hosts=str(inv), nodes=2, backend="ray")
     port = yaml.safe_load(recipe.read_text())["port"]
+    cp, d = up_json(recipe, env=simenv["env"])
+    assert cp.returncode == 0, cp.stderr
+    pids = _server_pids(port)
+    assert pids
+    for pid in pids:
+        psutil.Process(pid).send_signal(signal.SIGKILL)
+    end = time.monotonic() + 15
+    while _server_pids(port) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert len(running_with("ray_shim start --block")) == 2
+    return recipe, port, d
+
+
+def test_ray_server_died_status_says_exited_and_up_starts_again(simenv):
+    env = simenv["env"]
     try:
-        cp, d = up_json(recipe, env=env)
-        assert cp.returncode == 0, cp.stderr
-        pids = _server_pids(port)
-        assert pids
-        for pid in pids:  # vLLM dies (SIGKILL: no clean-up of its own); Ray keeps running
-            psutil.Process(pid).send_signal(signal.SIGKILL)
-        end = time.monotonic() + 15
-        while _server_pids(port) and time.monotonic() < end:
-            time.sleep(0.1)
-        assert len(running_with("ray_shim start --block")) == 2
+        recipe, port, d = _up_then_kill_the_server(simenv, "raydead")
 
         st = run_launch("status", "--json", env=env)
         assert st.returncode == 0, st.stderr
@@ -59,3 +65,26 @@ def test_ray_server_died_status_says_exited_and_up_starts_again(simenv):
     finally:
         run_launch("down", "raydead", env=env)
     assert wait_gone(f"--port {port}") == [] and wait_gone("start --block") == []
+
+
+def test_a_server_answering_without_a_record_here_is_never_stopped_without_replace(simenv):
+    """The Ray head and worker are recorded, the server is not (a `docker exec` another machine started
+    stands for it here: a simulator on the plan's port): `launch up` refuses instead of restarting it."""
+    from launcher.sim.vllm_config import SimConfig
+    from launcher.sim.vllm_server import VllmSim
+
+    env = simenv["env"]
+    sim = None
+    try:
+        recipe, port, _ = _up_then_kill_the_server(simenv, "rayelse")
+        sim = VllmSim(SimConfig(port=port, served_model_name="rayelse-served", api_key=env[KEY_ENV],
+                                quiet=True)).start()
+        cp = run_launch("up", str(recipe), env=env, timeout=90)
+        assert cp.returncode != 0
+        assert f"server answers at http://127.0.0.1:{port}" in cp.stderr and "--replace" in cp.stderr
+        assert len(running_with("ray_shim start --block")) == 2  # nothing was stopped
+    finally:
+        if sim is not None:
+            sim.stop()
+        run_launch("down", "rayelse", env=env)
+    assert wait_gone("start --block") == []
