@@ -218,20 +218,19 @@ def capacity_from_vllm(log_lines: Iterable[str] | None, metrics_text: str | None
 
 
 def llama_ctx_total(argv: Iterable[str] | None) -> int | None:
-    """The ``-c/--ctx-size`` a llama-server argv asks for (the whole KV pool), or None."""
+    """The ``-c/--ctx-size`` a llama-server argv asks for (the whole KV pool), or None. The last one
+    counts, as in llama.cpp's argument parser (extra_args come after launch's own -c)."""
     args = list(argv or ())
+    value = None
     for i, a in enumerate(args):
         if a in ("-c", "--ctx-size") and i + 1 < len(args):
-            try:
-                return int(args[i + 1]) or None
-            except ValueError:
-                return None
-        if a.startswith("--ctx-size="):
-            try:
-                return int(a.split("=", 1)[1]) or None
-            except ValueError:
-                return None
-    return None
+            value = args[i + 1]
+        elif a.startswith("--ctx-size="):
+            value = a.split("=", 1)[1]
+    try:
+        return int(value) or None if value is not None else None
+    except ValueError:
+        return None
 
 
 def capacity_from_llama(props: dict | None, slots: list | None = None, *,

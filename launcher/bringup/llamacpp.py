@@ -38,7 +38,9 @@ def _probe(url: str, headers: dict) -> tuple[str, str, dict | None]:
         return state, msg, props
 
 
-def _measure(url: str, headers: dict, plan):
+def _measure(url: str, headers: dict, plan, *, ours: bool = True):
+    """ours: launch started this server from the plan, so its argv's -c is the whole KV pool; a
+    server someone else started is read from /props and /slots alone."""
     from launcher import http
     from launcher.capacity_read import capacity_from_llama, llama_ctx_total
 
@@ -47,7 +49,7 @@ def _measure(url: str, headers: dict, plan):
         st, slots = get_json(c, "/slots")  # 501 when started with --no-slots
         _, models = get_json(c, "/v1/models")
     props = props if isinstance(props, dict) else {}
-    head = plan.head()
+    head = plan.head() if ours else None
     cap = capacity_from_llama(props, slots if st == 200 and isinstance(slots, list) else None,
                               ctx_total=llama_ctx_total(head.argv if head else None))
     rows = (models or {}).get("data") or [] if isinstance(models, dict) else []
@@ -79,8 +81,8 @@ def _wait_ready(url: str, headers: dict, timeout: float, clock: Clock, rep: Repo
                on_wait=lambda s: rep.step("wait", f"waiting for /health ({s:.0f} s)"))
 
 
-def _deployment(plan, url: str, headers: dict, attached: bool, rep: Reporter) -> Deployment:
-    cap, model, props = _measure(url, headers, plan)
+def _deployment(plan, url: str, headers: dict, attached: bool, rep: Reporter, *, ours: bool = True) -> Deployment:
+    cap, model, props = _measure(url, headers, plan, ours=ours)
     if eng.supports_tool_calls(props) is False:
         rep.warn("this model's chat template does not support tool calls (/props chat_template_caps): "
                  "coding agents need them; use a GGUF with a tool-capable template or --chat-template-file")
@@ -139,7 +141,7 @@ def _up(plan, recipe, *, replace: bool, timeout: float | None, rep: Reporter, cl
             st, msg, props = _probe(url, headers)
         if props is not None and eng.same_file(eng.props_model_path(props), gguf):
             rep.note(f"attaching to the llama-server at {url} (serves {gguf})")
-            return _deployment(plan, url, headers, True, rep)
+            return _deployment(plan, url, headers, True, rep, ours=False)
         if url == plan.endpoint:
             what = (f"a llama-server serving {eng.props_model_path(props)}" if props
                     else f"a server that is not this recipe's ({st}: {msg})")

@@ -165,6 +165,7 @@ def test_llama_ctx_total_from_argv():
     assert llama_ctx_total(["llama-server", "-m", "m.gguf", "-c", "8192", "-np", "2"]) == 8192
     assert llama_ctx_total(["llama-server", "--ctx-size=4096"]) == 4096
     assert llama_ctx_total(["llama-server", "-m", "m.gguf"]) is None
+    assert llama_ctx_total(["llama-server", "-c", "8192", "-np", "2", "-c", "16384"]) == 16384  # the last wins
     assert llama_ctx_total(None) is None
     assert capacity_from_llama({}).max_model_len is None
 
