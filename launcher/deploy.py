@@ -105,6 +105,30 @@ def find_handles(rt, recipe: str | None, docker_urls: list[str] | None = None) -
     return rt.find(recipe)
 
 
+def _handles_at(rt, recipe: str | None, *, docker_urls: list[str] | None = None,
+                ssh_hosts: dict[str, dict] | None = None, quiet_urls: frozenset[str] = frozenset()) -> list[Handle]:
+    """rt.find(), widened to the places given (another machine's deployments, no notes needed): Docker
+    daemons asked one by one for launch's labels, ssh hosts' launch log directories."""
+    if rt.name == "docker" and docker_urls:
+        return _docker_handles(rt, recipe, docker_urls, quiet_urls=quiet_urls)
+    if rt.name == "ssh" and ssh_hosts:
+        return rt.find(recipe, hosts=ssh_hosts)
+    return find_handles(rt, recipe)
+
+
+def places(plan) -> tuple[list[str], dict[str, dict]]:
+    """Where a plan runs, for finding it later without notes: its Docker daemons (the shared docker
+    runtime learns the ssh settings of the ssh:// ones) and the hosts it reaches over ssh."""
+    if plan.runtime == "docker":
+        from launcher import runtimes
+
+        runtimes.get("docker").know_hosts(plan)
+        return sorted({p.docker_url for p in plan.processes if p.docker_url}), {}
+    if plan.runtime == "ssh":
+        return [], {p.host: {"address": p.address, **(plan.hosts.get(p.host) or {})} for p in plan.processes}
+    return [], {}
+
+
 def find_deployments(recipe: str | None = None, *, runtimes=None, docker_urls: list[str] | None = None,
                      quiet_urls: frozenset[str] = frozenset(), ssh_hosts: dict[str, dict] | None = None) -> list[Found]:
     """Every deployment launch started (optionally one recipe's), grouped by recipe and runtime.
@@ -114,12 +138,7 @@ def find_deployments(recipe: str | None = None, *, runtimes=None, docker_urls: l
     groups: dict[tuple[str, str], Found] = {}
     for rt in runtimes if runtimes is not None else _runtimes():
         try:
-            if rt.name == "docker" and docker_urls:
-                handles = _docker_handles(rt, recipe, docker_urls, quiet_urls=quiet_urls)
-            elif rt.name == "ssh" and ssh_hosts:
-                handles = rt.find(recipe, hosts=ssh_hosts)
-            else:
-                handles = find_handles(rt, recipe)
+            handles = _handles_at(rt, recipe, docker_urls=docker_urls, ssh_hosts=ssh_hosts, quiet_urls=quiet_urls)
         except Exception:  # noqa: BLE001 - e.g. no Docker daemon: nothing found there
             continue
         for h in handles:
@@ -162,12 +181,16 @@ def remember(plan) -> None:
     os.replace(tmp, path)
 
 
-LOCAL_NAMES = ("local", "localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]", "")
+def _local_names() -> frozenset[str]:
+    from launcher.spec.inventory import LOCAL_ADDRESSES
+
+    return frozenset(LOCAL_ADDRESSES) | {"0.0.0.0", "[::1]", ""}  # also what listens on every address
 
 
 def _same_host(a: str | None, b: str | None) -> bool:
     a, b = (a or "").strip("[]").lower(), (b or "").strip("[]").lower()
-    return a == b or (a in LOCAL_NAMES and b in LOCAL_NAMES)
+    local = _local_names()
+    return a == b or (a in local and b in local)
 
 
 def port_holders(address: str, port: int, *, exclude: str | None = None) -> list[str]:
@@ -260,12 +283,8 @@ def down(recipe: str, *, runtimes=None, docker_urls: list[str] | None = None,
     order = {"server": 0, "ray-worker": 1, "worker": 1, "ray-head": 2}
     for rt in runtimes if runtimes is not None else _runtimes():
         try:
-            if rt.name == "docker" and docker_urls:
-                handles = [h for h in _docker_handles(rt, recipe, docker_urls) if h.recipe == recipe]
-            elif rt.name == "ssh" and ssh_hosts:
-                handles = [h for h in rt.find(recipe, hosts=ssh_hosts) if h.recipe == recipe]
-            else:
-                handles = [h for h in find_handles(rt, recipe) if h.recipe == recipe]
+            handles = [h for h in _handles_at(rt, recipe, docker_urls=docker_urls, ssh_hosts=ssh_hosts)
+                       if h.recipe == recipe]
         except Exception:  # noqa: BLE001
             continue
         # the server first (it holds the GPUs and the port), then workers, the Ray head last

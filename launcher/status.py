@@ -132,19 +132,18 @@ def _inventory_daemons(inv) -> dict[str, str]:
     return out
 
 
-def _recipe_key(recipe: str) -> str | None:
-    """The API key of a recipe found only by its labels, when that recipe loads here (else None:
-    /v1 checks may answer 401)."""
+def _recipe_key_source(recipe: str) -> dict | None:
+    """The key source of a recipe found only on its host, when that recipe loads here (else None: /v1
+    checks may answer 401), in the form the deployment notes keep it."""
     from launcher.errors import LauncherError
 
     try:
-        from launcher.auth import resolve
         from launcher.spec.load import load_recipe
 
         src = load_recipe(recipe).spec.api_key
-        return resolve(src) if src is not None else None
     except (LauncherError, OSError):
         return None
+    return src.model_dump(exclude_none=True) if src is not None else None
 
 
 def _gpus(runtime_name: str, host: dict) -> list[dict]:
@@ -202,17 +201,14 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
         key = None
         meta = recall(f.recipe)
         labelled = next((h.ref for h in f.handles if h.ref.get("endpoint")), None)
-        if meta is None and labelled is not None:
-            st.endpoint, st.served = labelled["endpoint"], labelled.get("served") or None
+        if meta is None and labelled is not None:  # started elsewhere: what the host itself says
+            meta = {"endpoint": labelled["endpoint"], "served": labelled.get("served") or None,
+                    "api_key": _recipe_key_source(f.recipe), "hosts": inv_hosts}
             st.note = (f"found by its container labels on {labelled.get('docker_url')} (started from another "
                        "machine?)" if f.runtime == "docker" else
                        f"found in launch's log directory on {labelled['ssh']['address']} (started from another "
                        "machine?)")
-            key = _recipe_key(f.recipe)
-            if with_gpus:
-                for h in sorted({p["host"] for p in procs} & set(inv_hosts)):
-                    gpu_jobs.append((st, h, f.runtime, {**inv_hosts[h], "name": h}))
-        elif meta is None:
+        if meta is None:
             st.note = "no endpoint recorded (started by an older launch?)"
         else:
             st.endpoint, st.served = meta["endpoint"], meta.get("served")
@@ -223,7 +219,8 @@ def collect(inventory: str | None = None, *, sample_s: float = 1.0, with_gpus: b
                 try:
                     key = resolve(KeySource(**meta["api_key"]))
                 except LauncherError:
-                    st.note = "the API key source is not readable here: /v1 checks may answer 401"
+                    st.note = "; ".join(filter(None, [st.note, "the API key source is not readable here: /v1 "
+                                                                "checks may answer 401"]))
             if with_gpus:
                 for h in sorted({p["host"] for p in procs}):
                     gpu_jobs.append((st, h, f.runtime, {**(meta.get("hosts") or {}).get(h, {}), "name": h}))

@@ -150,11 +150,9 @@ def _plan_places(ref: str) -> tuple[list[str], dict[str, dict]]:
         _, plan = build_for(ref)
     except LauncherError:
         return [], {}
-    if plan.runtime == "docker":
-        return sorted({p.docker_url for p in plan.processes if p.docker_url}), {}
-    if plan.runtime == "ssh":
-        return [], {p.host: {"address": p.address, **(plan.hosts.get(p.host) or {})} for p in plan.processes}
-    return [], {}
+    from launcher.deploy import places
+
+    return places(plan)
 
 
 def down(recipe: str = typer.Argument(..., help="Recipe name or path.")):

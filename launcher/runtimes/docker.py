@@ -61,11 +61,11 @@ class DockerRuntime(Runtime):
         """Remember which inventory host each of the plan's ssh:// daemons is, so the ssh that
         reaches it gets that host's ssh user, port, identity file and options."""
         for p in plan.processes:
-            if p.docker_url and p.docker_url.startswith("ssh://") and p.host in plan.hosts:
-                self._ssh_hosts.setdefault(p.docker_url, {**plan.hosts[p.host], "name": p.host})
+            if p.docker_url and p.host in plan.hosts:
+                self.know_host(p.docker_url, p.host, plan.hosts[p.host])
 
     def know_host(self, url: str, name: str, host: dict) -> None:
-        """Remember the inventory host behind one ssh:// daemon (`launch status INVENTORY`)."""
+        """Remember the inventory host behind one ssh:// daemon."""
         if url.startswith("ssh://"):
             self._ssh_hosts.setdefault(url, {**host, "name": name})
 
