@@ -79,18 +79,19 @@ def resolve(source, *, where: str | None = None, env: dict[str, str] | None = No
                                   timeout=source.timeout, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise SecretError(f"the {what} command's program was not found: {shlex.split(source.command)[0]}",
-                              where=where, fix="install it or fix api_key.command") from None
+                              where=where, fix="install it or fix the source's command:") from None
         except subprocess.TimeoutExpired:
             raise SecretError(f"the {what} command did not finish within {source.timeout:g} s", where=where,
-                              fix="check the command by hand (does it wait for input?), or raise api_key.timeout") from None
+                              fix="check the command by hand (does it wait for input?), or raise the source's "
+                                  "timeout:") from None
         if proc.returncode != 0:
             err = redact(proc.stderr.strip().splitlines()[-1]) if proc.stderr.strip() else "no message"
             raise SecretError(f"the {what} command failed (exit {proc.returncode}): {err}", where=where,
-                              fix="run the command by hand to see why, or fix api_key.command")
+                              fix="run the command by hand to see why, or fix the source's command:")
         value = proc.stdout.strip()
         if not value:
             raise SecretError(f"the {what} command printed nothing", where=where,
-                              fix="the command must print the key on stdout")
+                              fix=f"the command must print the {what} on stdout")
     register_secret(value)
     return value
 

@@ -26,6 +26,11 @@ DTYPE_BYTES = {
     "fp32": 4.0, "f32": 4.0, "float32": 4.0, "float": 4.0,
     "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0, "fp8_inc": 1.0,
     "q8_0": 1.0625, "q4_0": 0.5625, "q4_1": 0.625, "q5_0": 0.6875, "q5_1": 0.75, "iq4_nl": 0.5625,
+    # vLLM's newer kinds (spec/vllm_parsers.KV_CACHE_DTYPES): nvfp4 is 4-bit values plus an fp8 scale per
+    # 16; the per-token-head and turboquant kinds by their bit widths (K and V averaged), scales not counted
+    "nvfp4": 0.5625, "nvfp4_4over6": 0.5625, "int8_per_token_head": 1.0, "fp8_per_token_head": 1.0,
+    "int4_per_token_head": 0.5, "turboquant_k8v4": 0.75, "turboquant_4bit_nc": 0.5,
+    "turboquant_k3v4_nc": 0.4375, "turboquant_3bit_nc": 0.375,
 }
 OLLAMA_DTYPE_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}  # Ollama's own estimate rounds these
 FP8_DS_MLA_BYTES_PER_LAYER = 656

@@ -253,8 +253,8 @@ def read_running(plan, recipe) -> tuple[Deployment | None, str, str]:
     if recipe.api_key:
         try:
             headers = http.bearer(auth.resolve(recipe.api_key, where=plan.recipe_path))
-        except LauncherError:
-            headers = {}
+        except LauncherError as exc:  # the server would answer 401: say why instead of "no server"
+            return None, f"the API key for LM Studio at {url} is not readable here ({exc.what})", url
     with http.client(base_url=url, retries=0, connect=2.0, read=15.0, headers=headers) as c:
         api, doc = _api(c)
     if api is None:

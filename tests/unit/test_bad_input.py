@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_launch
+from conftest import run_launch
 
 CORPUS = Path(__file__).resolve().parent.parent / "bad_input"
 
@@ -99,7 +99,7 @@ def test_key_command_that_fails_is_listed_with_the_preflight_problems(isolated):
     assert "preflight found" in err
     assert re.search(r"key-command-fails\.yaml:4: api_key \(command\)", err), err
     assert "api_key (command): the API key command failed (exit 3): vault: permission denied" in err, err
-    assert "fix api_key.command" in err
+    assert "fix the source's command:" in err
 
 
 def test_debug_shows_the_traceback(isolated):
