@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, require, run_launch
+from conftest import free_port, require, run_launch
 from tests.e2e.test_launch_flow import _no_server_left, _run_group
 from tests.e2e.test_opencode import files_holding
 

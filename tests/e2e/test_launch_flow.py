@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import LAUNCH, free_port, require, run_launch
+from conftest import LAUNCH, free_port, require, run_launch
 from tests.e2e.test_opencode import OFFLINE, files_holding
 
 pytestmark = pytest.mark.slow

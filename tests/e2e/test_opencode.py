@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from launcher import agents, jsonc
-from tests.conftest import require, run_launch
+from conftest import require, run_launch
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from launcher.sim.shims import write_shims
-from tests.conftest import free_port, run_launch
+from conftest import free_port, run_launch
 
 
 def test_config_uses_measured_limits_when_the_server_runs(isolated):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import run_launch
+from conftest import run_launch
 
 
 class Tarpit:

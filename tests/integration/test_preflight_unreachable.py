@@ -4,7 +4,7 @@ a fix, in one list, without starting anything. 127.0.0.2/127.0.0.3 with a closed
 machines whose sshd is down (connection refused)."""
 from __future__ import annotations
 
-from tests.conftest import free_port, run_launch
+from conftest import free_port, run_launch
 
 
 def test_every_unreachable_ssh_docker_host_is_listed_with_its_cause(isolated):

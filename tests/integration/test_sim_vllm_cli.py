@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from launcher.sim.shims import write_shims
-from tests.conftest import free_port, run_launch
+from conftest import free_port, run_launch
 
 ENTRY = [sys.executable, "-m", "launcher.sim.vllm_cli"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import run_launch
+from conftest import run_launch
 
 
 def test_launch_sim_vllm_rejects_an_out_of_range_port():

@@ -7,7 +7,7 @@ import os
 
 from launcher.sim import SimConfig, VllmSim
 from launcher.sim.shims import write_shims
-from tests.conftest import free_port, run_launch
+from conftest import free_port, run_launch
 
 KEY = "k-auto-0123456789"
 

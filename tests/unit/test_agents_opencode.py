@@ -300,7 +300,7 @@ def test_global_merge_keeps_every_foreign_key(isolated, existing):
 
 
 def test_launch_config_cli_print_and_errors(isolated, tmp_path):
-    from tests.conftest import run_launch
+    from conftest import run_launch
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\nengine: openai\nmodel: org/model\nopenai:\n  base_url: http://127.0.0.1:9/v1\n"

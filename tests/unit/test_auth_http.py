@@ -129,7 +129,7 @@ def test_client_gives_up_after_the_retry_budget():
 
 
 def test_connection_refused_is_retried_then_raised():
-    from tests.conftest import free_port
+    from conftest import free_port
 
     slept = []
     with client(retries=3, sleep=slept.append, rng=lambda: 1.0) as c:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from launcher.plan import build_for
-from tests.conftest import run_launch
+from conftest import run_launch
 
 # The seed's serve command (../shared/reference/vllm.md), flag for flag.
 SEED = shlex.split("""vllm serve nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4

@@ -12,7 +12,7 @@ import pytest
 from launcher.errors import SpecError
 from launcher.plan import build_for
 from launcher.spec.load import load_recipe
-from tests.conftest import run_launch
+from conftest import run_launch
 
 PAIR = """\
 name: pair
