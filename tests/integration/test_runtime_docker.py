@@ -340,6 +340,33 @@ def test_status_inventory_asks_its_ssh_daemon_with_the_inventory_settings(isolat
     assert double.containers == {}
 
 
+def test_down_without_notes_reaches_the_ssh_daemon_with_the_plan_settings(isolated, ssh_docker):
+    """`launch down RECIPE` on a machine without notes: deploy.places(plan) gives the docker runtime the
+    inventory's ssh settings for the plan's ssh:// daemon (the URL alone names no port, user or key)."""
+    from launcher import deploy, runtimes, state
+
+    sshd, double = ssh_docker
+    url = "ssh://127.0.0.1"
+    argv = ["vllm", "serve", "org/model", "--port", "8000"]
+    plan, proc = make_plan(argv, runtime="docker", docker_url=url, hosts={"spark": sshd.host_spec(docker=url)},
+                           host="spark", container=_spec("server", argv, ports={"8000/tcp": 8000}))
+    starter = DockerRuntime(poll_interval=0.01)
+    starter.know_hosts(plan)
+    double.images.add(IMAGE)
+    h = starter.start(proc, plan, {"VLLM_API_KEY": SECRET})
+    starter.clients.close()
+    state.forget(h)
+    runtimes._instances.pop("docker", None)  # a fresh `launch down` process: nothing learned yet
+    try:
+        urls, ssh_hosts = deploy.places(plan)
+        assert urls == [url] and ssh_hosts == {}
+        assert deploy.down(plan.recipe, docker_urls=urls) == ["server@spark"]
+        assert double.containers == {}
+    finally:
+        runtimes.get("docker").clients.close()
+        runtimes._instances.pop("docker", None)
+
+
 def test_ssh_daemon_without_inventory_settings_fails_with_a_fix(isolated, ssh_docker):
     """The same URL without the inventory's settings: ssh tries port 22 and the check says how to fix."""
     rt = DockerRuntime()
