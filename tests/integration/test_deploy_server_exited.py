@@ -10,7 +10,7 @@ import psutil
 import yaml
 
 from conftest import run_launch
-from deploy_helpers import KEY_ENV, running_with, simenv, up_json, wait_gone, write_inventory, write_recipe  # noqa: F401
+from deploy_helpers import running_with, simenv, up_json, wait_gone, write_inventory, write_recipe  # noqa: F401
 
 
 def _server_pids(port: int) -> list[int]:
@@ -68,23 +68,36 @@ def test_ray_server_died_status_says_exited_and_up_starts_again(simenv):
 
 
 def test_a_server_answering_without_a_record_here_is_never_stopped_without_replace(simenv):
-    """The Ray head and worker are recorded, the server is not (a `docker exec` another machine started
-    stands for it here: a simulator on the plan's port): `launch up` refuses instead of restarting it."""
-    from launcher.sim.vllm_config import SimConfig
-    from launcher.sim.vllm_server import VllmSim
+    """The Ray head and worker are recorded here, the server is not (what a `docker exec` started from
+    another machine looks like: its record is moved away here) and it answers: `launch up` refuses instead
+    of restarting it."""
+    from pathlib import Path
+
+    from launcher.state import processes_dir
 
     env = simenv["env"]
-    sim = None
+    inv = write_inventory(simenv["dir"], "else-two", {
+        "node-a": {"address": "127.0.0.1", "gpus": {"count": 1}, "interface": "lo"},
+        "node-b": {"address": "127.0.0.1", "gpus": {"count": 1}, "interface": "lo"}})
+    recipe = write_recipe(simenv["dir"], "rayelse", hosts=str(inv), nodes=2, backend="ray")
+    port = yaml.safe_load(recipe.read_text())["port"]
+    moved: list[tuple[Path, Path]] = []
     try:
-        recipe, port, _ = _up_then_kill_the_server(simenv, "rayelse")
-        sim = VllmSim(SimConfig(port=port, served_model_name="rayelse-served", api_key=env[KEY_ENV],
-                                quiet=True)).start()
+        cp, _ = up_json(recipe, env=env)
+        assert cp.returncode == 0, cp.stderr
+        for rec in (processes_dir() / "rayelse").glob("*.json"):
+            if json.loads(rec.read_text())["role"] == "server":
+                moved.append((rec, rec.with_suffix(".away")))
+                rec.rename(moved[-1][1])
+        assert len(moved) == 1
+        server = _server_pids(port)
+        assert server
         cp = run_launch("up", str(recipe), env=env, timeout=90)
         assert cp.returncode != 0
         assert f"server answers at http://127.0.0.1:{port}" in cp.stderr and "--replace" in cp.stderr
-        assert len(running_with("ray_shim start --block")) == 2  # nothing was stopped
+        assert _server_pids(port) == server and len(running_with("ray_shim start --block")) == 2  # untouched
     finally:
-        if sim is not None:
-            sim.stop()
+        for rec, away in moved:
+            away.rename(rec)
         run_launch("down", "rayelse", env=env)
-    assert wait_gone("start --block") == []
+    assert wait_gone(f"--port {port}") == [] and wait_gone("start --block") == []
